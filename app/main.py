@@ -1,0 +1,55 @@
+"""create_app(config): the table of contents of the server — resources, middlewares, routes."""
+from __future__ import annotations
+
+import asyncio
+import functools
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, AsyncIterator, Callable
+
+from aiohttp import web
+
+from app.config import MAX_BODY_BYTES, Config
+from app.middleware import add_response_headers, error_middleware, security_middleware
+from app.routes import add_routes
+from app.state import config_key, executor_key, started_key, wallets_key
+from app.wallets import WalletService
+
+
+def create_app(config: Config) -> web.Application:
+    app = web.Application(
+        client_max_size=MAX_BODY_BYTES,
+        middlewares=[error_middleware, security_middleware(config)],
+    )
+    app[config_key] = config
+    app[started_key] = time.monotonic()
+    app.cleanup_ctx.append(_executor)
+    app.cleanup_ctx.append(_wallets)
+    app.on_response_prepare.append(add_response_headers)
+    add_routes(app)
+    return app
+
+
+def blocking_runner(app: web.Application) -> Callable[..., Any]:
+    """`await run(fn, *args, **kwargs)` on the app's own thread pool, never the default executor."""
+    executor = app[executor_key]
+
+    async def run(fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(executor, functools.partial(fn, *args, **kwargs))
+
+    return run
+
+
+async def _executor(app: web.Application) -> AsyncIterator[None]:
+    executor = ThreadPoolExecutor(max_workers=app[config_key].threads, thread_name_prefix="cloudcoin")
+    app[executor_key] = executor
+    yield
+    executor.shutdown(wait=True, cancel_futures=True)
+
+
+async def _wallets(app: web.Application) -> AsyncIterator[None]:
+    service = WalletService(app[config_key], run_blocking=blocking_runner(app))
+    await blocking_runner(app)(service.prepare_data_dir)
+    app[wallets_key] = service
+    yield

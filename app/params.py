@@ -1,0 +1,104 @@
+"""Request parameters: query, urlencoded form or JSON object body, merged (the body wins) and checked once."""
+from __future__ import annotations
+
+import json
+from urllib.parse import parse_qsl
+from typing import Any
+
+from aiohttp import web
+from multidict import MultiDictProxy
+
+from app.config import MAX_PARAM_CHARS
+from app.errors import ApiError
+
+_PARAMS_KEY = web.RequestKey("params", dict)
+
+
+async def read_params(request: web.Request) -> dict[str, str]:
+    """All parameters of the request as strings; cached on the request. Bad input is a 400."""
+    if _PARAMS_KEY in request:
+        return request[_PARAMS_KEY]
+    params = _from_multidict(request.query, where="query")
+    params.update(await _from_body(request))
+    for name, value in params.items():
+        _check(name, value)
+    request[_PARAMS_KEY] = params
+    return params
+
+
+async def _from_body(request: web.Request) -> dict[str, str]:
+    if not request.body_exists:
+        return {}
+    raw = await request.read()
+    if not raw.strip():
+        return {}
+    content_type = request.content_type
+    if content_type == "application/json" or (content_type in ("", "text/plain") and raw.lstrip()[:1] == b"{"):
+        return _from_json(raw)
+    if content_type == "application/x-www-form-urlencoded":
+        try:
+            pairs = parse_qsl(raw.decode("utf-8"), keep_blank_values=True, errors="strict")
+        except UnicodeDecodeError:
+            raise ApiError(400, "Request body is not valid UTF-8") from None
+        return _from_pairs(pairs, where="form body")
+    if content_type == "multipart/form-data":
+        raise ApiError(415, "Send parameters as a query string, a form or a JSON object")
+    return {}
+
+
+def _from_json(raw: bytes) -> dict[str, str]:
+    try:
+        document = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise ApiError(400, "Request body is not valid JSON") from None
+    if not isinstance(document, dict):
+        raise ApiError(400, "Request body must be a JSON object")
+    return {name: _json_scalar(name, value) for name, value in document.items() if value is not None}
+
+
+def _json_scalar(name: str, value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (str, int, float)):
+        return str(value)
+    raise ApiError(400, f"Parameter {name} must be a string")
+
+
+def _from_multidict(values: MultiDictProxy[str], *, where: str) -> dict[str, str]:
+    return _from_pairs(list(values.items()), where=where)
+
+
+def _from_pairs(pairs: list[tuple[str, str]], *, where: str) -> dict[str, str]:
+    params: dict[str, str] = {}
+    for name, value in pairs:
+        if name in params:
+            raise ApiError(400, f"Parameter {name} is given more than once in the {where}")
+        params[name] = value
+    return params
+
+
+def _check(name: str, value: str) -> None:
+    if "\0" in name or "\0" in value:
+        raise ApiError(400, f"Parameter {name.replace(chr(0), '')} contains a NUL character")
+    if len(value) > MAX_PARAM_CHARS:
+        raise ApiError(400, f"Parameter {name} is longer than {MAX_PARAM_CHARS} characters")
+    if any("\ud800" <= c <= "\udfff" for c in value):
+        raise ApiError(400, f"Parameter {name} is not valid UTF-8")
+
+
+def flag(params: dict[str, str], name: str) -> bool:
+    return params.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def integer(params: dict[str, str], name: str, *, default: int, minimum: int = 0, maximum: int | None = None) -> int:
+    raw = params.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ApiError(400, f"Parameter {name} must be an integer") from None
+    if value < minimum or (maximum is not None and value > maximum):
+        bound = f"between {minimum} and {maximum}" if maximum is not None else f"at least {minimum}"
+        raise ApiError(400, f"Parameter {name} must be {bound}")
+    return value

@@ -1,0 +1,18 @@
+"""The typed application keys: where each shared service lives on the aiohttp app."""
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+from aiohttp import web
+
+from app.config import Config
+from app.wallets import WalletService
+
+config_key = web.AppKey("config", Config)
+executor_key = web.AppKey("executor", ThreadPoolExecutor)
+wallets_key = web.AppKey("wallets", WalletService)
+started_key = web.AppKey("started", float)
+
+
+def job_counts(app: web.Application) -> dict[str, int]:
+    return {"queued": 0, "running": 0}

@@ -1,0 +1,27 @@
+"""Handlers of the system endpoints: health and the OpenAPI description."""
+from __future__ import annotations
+
+import time
+
+from aiohttp import web
+
+from app import __version__
+from app.openapi import build_openapi
+from app.state import job_counts, started_key
+
+
+async def health(request: web.Request) -> web.Response:
+    return web.json_response(
+        {
+            "status": "ok",
+            "version": __version__,
+            "uptime_s": round(time.monotonic() - request.app[started_key], 3),
+            "jobs": job_counts(request.app),
+        }
+    )
+
+
+async def openapi(request: web.Request) -> web.Response:
+    from app.routes import ROUTES
+
+    return web.json_response(build_openapi(ROUTES))

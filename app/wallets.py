@@ -1,0 +1,376 @@
+"""Wallets: the data directory, resolving wallet_path arguments, listing, balances, coins, create, switch.
+
+The service runs every disk touch (registry reads and writes, folder walks, header reads) on the app's
+own thread pool through `run_blocking`; the event loop only awaits. Registry changes are serialised by
+`registry_lock`, which the rename job holds too.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Awaitable, Callable
+
+from app import coins
+from app.config import Config
+from app.errors import ApiError, WalletNotFound
+from app.paths import Unresolvable, canonical, folder_name_problem, is_inside, wallet_argument
+from app.registry import Registry, RegistryEntry, location_type, read_registry, write_registry
+from app.storage import atomic_write_bytes
+
+log = logging.getLogger(__name__)
+
+#: The reference client's wallet layout (storage.md).
+WALLET_FOLDERS = (
+    "Bank", "Corrupted", "Counterfeit", "Duplicates", "Encryption_Failed", "Errored", "Export", "Fracked",
+    "Grade", "Import", "Imported", "Limbo", "Lockered", "Pending", "Receipts", "Sent", "Suspect", "Trash",
+    "Withdrawn",
+)
+#: Folders whose coins count towards the balance, in reporting order.
+VALUE_FOLDERS = ("Bank", "Fracked", "Limbo")
+TRANSACTIONS_HEADER = "Symbol,Task ID,Date & Time,Remarks,Deposit,Withdraw,Description,Balance\n"
+DEFAULT_WALLET = "Default"
+
+RunBlocking = Callable[..., Awaitable[Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class Wallet:
+    path: Path
+    index: int
+    active: bool
+    online: bool
+    type: str = "local"
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "index": self.index,
+            "wallet_name": self.name,
+            "wallet_path": str(self.path),
+            "location": str(self.path.parent),
+            "active": self.active,
+            "online": self.online,
+        }
+
+
+def is_wallet_folder(path: Path) -> bool:
+    return (path / "Bank").is_dir() and (path / "Fracked").is_dir()
+
+
+def make_wallet_folder(path: Path) -> None:
+    """Create a complete new wallet (storage.md) at `path`, which must not exist yet."""
+    path.mkdir(mode=0o700)
+    for folder in WALLET_FOLDERS:
+        (path / folder).mkdir(mode=0o700)
+    atomic_write_bytes(path / "transactions.csv", TRANSACTIONS_HEADER.encode())
+    created = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    config = (
+        f'[wallet]\nname = "{_toml_escape(path.name)}"\ncreated = "{created}"\nversion = 1\n\n'
+        "[settings]\nencryption_enabled = false\n"
+    )
+    atomic_write_bytes(path / "config.toml", config.encode())
+
+
+def _toml_escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace('"', '\\"')
+
+
+class WalletService:
+    def __init__(self, config: Config, *, run_blocking: RunBlocking) -> None:
+        self._config = config
+        self._run = run_blocking
+        self.registry_lock = asyncio.Lock()
+
+    @property
+    def data_dir(self) -> Path:
+        return canonical(self._config.data_dir)
+
+    # -- the data directory and the registry -------------------------------------------------
+
+    def prepare_data_dir(self) -> None:
+        """First start: Client_Data, Wallets/Default and a registry naming it (blocking; run at startup)."""
+        config = self._config
+        for folder in (config.data_dir, config.wallets_dir, config.jobs_dir, config.logs_dir):
+            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        default = canonical(config.wallets_dir) / DEFAULT_WALLET
+        if not default.exists():
+            make_wallet_folder(default)
+        registry = read_registry(config.registry_path)
+        if not config.registry_path.exists() or not registry.entries and not registry.bad_rows:
+            write_registry(config.registry_path, [RegistryEntry(str(default), "local")])
+        elif registry.index_of(str(default)) is None:
+            # storage.md: the Default wallet is always registered (after the others, so the active one stays).
+            write_registry(config.registry_path, [*registry.entries, RegistryEntry(str(default), "local")])
+
+    def read(self) -> Registry:
+        return read_registry(self._config.registry_path)
+
+    def save(self, entries: list[RegistryEntry] | tuple[RegistryEntry, ...]) -> None:
+        write_registry(self._config.registry_path, entries)
+
+    async def registry(self) -> Registry:
+        return await self._run(self.read)
+
+    # -- resolving ---------------------------------------------------------------------------
+
+    def wallet_at(self, registry: Registry, index: int) -> Wallet:
+        entry = registry.entries[index]
+        path = Path(entry.wallet_path)
+        return Wallet(path, index, index == 0, is_wallet_folder(path), entry.type)
+
+    def find(self, raw: str | None) -> Wallet:
+        """The registered wallet `raw` names (None: the active one), or WalletNotFound (blocking)."""
+        registry = self.read()
+        if raw is None or raw == "":
+            if not registry.entries:
+                raise WalletNotFound("(no active wallet)")
+            return self.wallet_at(registry, 0)
+        try:
+            path = wallet_argument(raw, self._config.wallets_dir)
+        except Unresolvable:
+            raise WalletNotFound(raw) from None
+        index = registry.index_of(str(path))
+        if index is None:
+            raise WalletNotFound(raw)
+        return self.wallet_at(registry, index)
+
+    async def resolve(self, raw: str | None) -> Wallet:
+        return await self._run(self.find, raw)
+
+    # -- listing -----------------------------------------------------------------------------
+
+    def _list(self) -> dict[str, Any]:
+        registry = self.read()
+        wallets = [self.wallet_at(registry, i) for i in range(len(registry.entries))]
+        locations: dict[str, list[dict[str, Any]]] = {}
+        for wallet in wallets:
+            locations.setdefault(str(wallet.path.parent), []).append(
+                {"index": wallet.index, "name": wallet.name, "active": wallet.active}
+            )
+        return {
+            "command": "wallet-list",
+            "success": True,
+            "count": len(wallets),
+            "wallets": [wallet.to_json() for wallet in wallets],
+            "locations": [{"path": path, "wallets": items} for path, items in locations.items()],
+        }
+
+    async def list(self) -> dict[str, Any]:
+        return await self._run(self._list)
+
+    # -- balance and coins -------------------------------------------------------------------
+
+    async def balance(self, wallet: Wallet) -> dict[str, Any]:
+        return await self._run(wallet_balance, wallet)
+
+    async def show_coins(self, wallet: Wallet, *, folder: str, offset: int, limit: int) -> dict[str, Any]:
+        return await self._run(wallet_coins, wallet, folder, offset, limit)
+
+    # -- changes to the registry -------------------------------------------------------------
+
+    async def create(self, raw: str) -> Wallet:
+        async with self.registry_lock:
+            return await self._run(self._create, raw)
+
+    def _create(self, raw: str) -> Wallet:
+        name = os.path.basename(raw.rstrip("/"))
+        problem = folder_name_problem(name) if name else "it is empty"
+        if problem:
+            raise ApiError(400, f"Invalid wallet name: {problem}")
+        try:
+            path = wallet_argument(raw, self._config.wallets_dir)
+        except Unresolvable:
+            raise ApiError(400, f"Invalid wallet path: {raw}") from None
+        if is_inside(path, self.data_dir) and not is_inside(path, canonical(self._config.wallets_dir)):
+            raise ApiError(400, "A wallet cannot live inside Client_Data outside its Wallets folder")
+        if os.path.lexists(path):
+            raise ApiError(409, f"A wallet or file already exists at: {path}")
+        if not path.parent.is_dir():
+            raise ApiError(400, f"Parent folder does not exist: {path.parent}")
+        try:
+            make_wallet_folder(path)
+        except OSError as exc:
+            raise ApiError(500, f"Cannot create wallet folder: {exc.strerror}") from exc
+        registry = self.read()
+        entries = [*registry.entries, RegistryEntry(str(path), location_type(str(path)))]
+        self.save(entries)
+        return self.wallet_at(Registry(tuple(entries)), len(entries) - 1)
+
+    async def switch(self, raw: str) -> Wallet:
+        async with self.registry_lock:
+            return await self._run(self._switch, raw)
+
+    def _switch(self, raw: str) -> Wallet:
+        wallet = self.find(raw)
+        registry = self.read()
+        entries = list(registry.entries)
+        entries.insert(0, entries.pop(wallet.index))
+        self.save(entries)
+        return self.wallet_at(Registry(tuple(entries)), 0)
+
+    async def add_location(self, raw: str) -> list[str]:
+        async with self.registry_lock:
+            return await self._run(self._add_location, raw)
+
+    def _add_location(self, raw: str) -> list[str]:
+        if not os.path.isabs(raw):
+            raise ApiError(400, "Location must be an absolute path")
+        try:
+            path = canonical(raw)
+        except Unresolvable:
+            raise ApiError(400, f"Location could not be resolved: {raw}") from None
+        if not path.is_dir():
+            raise ApiError(404, f"Location does not exist: {raw}")
+        if is_inside(path, self.data_dir) and not is_inside(path, canonical(self._config.wallets_dir)):
+            raise ApiError(400, "Wallets inside Client_Data live in its Wallets folder")
+        if is_wallet_folder(path):
+            found = [path]
+        else:
+            found = sorted(
+                child for child in (path / name for name in os.listdir(path))
+                if not child.is_symlink() and child.is_dir() and is_wallet_folder(child)
+            )
+        if not found:
+            raise ApiError(404, f"No wallet folder (with Bank and Fracked) found at: {raw}")
+        registry = self.read()
+        added = [str(p) for p in found if registry.index_of(str(p)) is None]
+        if added:
+            self.save([*registry.entries, *(RegistryEntry(p, location_type(p)) for p in added)])
+        return added
+
+    def locations(self) -> list[dict[str, Any]]:
+        return self._list()["locations"]
+
+
+# -- reading coin folders (blocking; run on the thread pool) -----------------------------------
+
+def _coin_files(folder: Path) -> list[str]:
+    """Names of the regular .bin files directly in `folder`, sorted; links are never followed."""
+    try:
+        with os.scandir(folder) as it:
+            return sorted(
+                e.name for e in it if e.name.lower().endswith(".bin") and e.is_file(follow_symlinks=False)
+            )
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+
+
+def _read_file(path: Path) -> bytes:
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    try:
+        return os.read(fd, 1 << 20)
+    finally:
+        os.close(fd)
+
+
+def _inspect(path: Path) -> coins.CoinFileInfo | None:
+    try:
+        return coins.inspect_coin_file(_read_file(path))
+    except (OSError, coins.CoinFileError) as exc:
+        log.info("coin file %s is unreadable: %s", path, exc)
+        return None
+
+
+def _denomination_of(units: int) -> int | None:
+    for denomination in range(-8, 7):
+        if coins.denomination_value(denomination) == units:
+            return denomination
+    return None
+
+
+def wallet_balance(wallet: Wallet) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "command": "wallet-balance",
+        "success": True,
+        "wallet_name": wallet.name,
+        "wallet_path": str(wallet.path),
+        "total_value": 0,
+        "total_notes": 0,
+    }
+    denominations: Counter[int] = Counter()
+    encrypted = 0
+    unreadable: list[str] = []
+    for folder in VALUE_FOLDERS:
+        value = notes = 0
+        for name in _coin_files(wallet.path / folder):
+            info = _inspect(wallet.path / folder / name)
+            if info is None:
+                units = coins.value_from_file_name(name)
+                if units is None:
+                    unreadable.append(f"{folder}/{name}")
+                    continue
+                value += units
+                notes += 1
+                denomination = _denomination_of(units)
+                if denomination is not None:
+                    denominations[denomination] += 1
+                continue
+            encrypted += info.encrypted
+            for coin in info.coins:
+                denominations[coin.denomination] += 1
+            value += info.total_value
+            notes += info.coin_count
+        key = folder.lower()
+        body[f"{key}_value"] = _units_to_json(value)
+        body[f"{key}_notes"] = notes
+        body["total_value"] += value
+        body["total_notes"] += notes
+    body["total_value"] = _units_to_json(body["total_value"])
+    body["denominations"] = {str(d): n for d, n in sorted(denominations.items())}
+    body["encrypted_notes"] = encrypted
+    body["unreadable_files"] = unreadable
+    return body
+
+
+def _units_to_json(units: int) -> int | float:
+    """A value in CloudCoin for JSON: an integer when whole, else the exact decimal as a number."""
+    whole, rest = divmod(units, coins.UNITS_PER_COIN)
+    if rest == 0:
+        return whole
+    return float(f"{whole}.{rest:08d}") if units >= 0 else -_units_to_json(-units)
+
+
+def wallet_coins(wallet: Wallet, folder: str, offset: int, limit: int) -> dict[str, Any]:
+    folders = VALUE_FOLDERS if folder == "all" else (folder,)
+    listing = [(f, name) for f in folders for name in _coin_files(wallet.path / f)]
+    page = []
+    for f, name in listing[offset : offset + limit]:
+        info = _inspect(wallet.path / f / name)
+        coin = info.coins[0] if info is not None and info.coins else None
+        page.append(
+            {
+                "folder": f,
+                "file": name,
+                "serial_number": coin.serial_number if coin else None,
+                "denomination": coin.denomination if coin else None,
+                "value": _units_to_json(info.total_value) if info else _name_value(name),
+                "encrypted": bool(info.encrypted) if info else None,
+                "pown": info.pown if info else None,
+                **({"coin_count": info.coin_count} if info and info.is_multi else {}),
+                **({} if info else {"unreadable": True}),
+            }
+        )
+    return {
+        "command": "show-coins",
+        "success": True,
+        "wallet_name": wallet.name,
+        "wallet_path": str(wallet.path),
+        "folder": folder,
+        "total": len(listing),
+        "offset": offset,
+        "limit": limit,
+        "coins": page,
+    }
+
+
+def _name_value(name: str) -> int | float | None:
+    units = coins.value_from_file_name(name)
+    return None if units is None else _units_to_json(units)

@@ -1,0 +1,200 @@
+"""The job model: its status and kind enums, the Job record, and the exceptions job code raises."""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+
+class JobStatus(StrEnum):
+    """Where a job is in its life: ``queued`` → ``running`` → one final status."""
+
+    #: waiting in its wallet's lane for a worker
+    QUEUED = "queued"
+    #: its job function is running
+    RUNNING = "running"
+    #: finished with a result (the body the synchronous endpoint answers with)
+    COMPLETED = "completed"
+    #: finished with an error (the HTTP status and body of that failure)
+    FAILED = "failed"
+    #: stopped on request before it finished (or never started)
+    CANCELLED = "cancelled"
+
+    @property
+    def finished(self) -> bool:
+        """True for the three final statuses, after which a job never changes again."""
+        return self not in (JobStatus.QUEUED, JobStatus.RUNNING)
+
+
+class JobKind(StrEnum):
+    """What a job does; the value is the name the API shows."""
+
+    #: archive a wallet folder into an encrypted ZIP
+    BACKUP = "wallet-backup"
+    #: rename a wallet folder and its registry row
+    RENAME = "wallet-rename"
+    #: extract a backup into a new wallet
+    RESTORE = "wallet-restore"
+    #: check a backup archive against its manifest
+    VERIFY = "backup-verify"
+
+
+class JobFailed(Exception):
+    """Raised by job code to fail the job with an exact HTTP answer (status and body)."""
+
+    def __init__(self, http_status: int, body: dict[str, Any]) -> None:
+        super().__init__(http_status, body)
+        self.http_status = http_status
+        self.body = body
+
+    def __str__(self) -> str:
+        return f"{self.http_status} {self.body!r}"
+
+
+class JobCancelled(Exception):
+    """Raised by ``JobContext.check_cancelled()`` once a cancel was requested; the job ends cancelled."""
+
+
+def new_job_id() -> str:
+    return uuid.uuid4().hex
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def format_time(value: datetime | None) -> str | None:
+    """ISO 8601 in UTC with milliseconds and a ``Z``: ``2026-11-22T10:04:11.204Z``."""
+    if value is None:
+        return None
+    value = value.astimezone(UTC)
+    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+
+
+def parse_time(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    parsed = datetime.fromisoformat(value)
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)
+
+
+@dataclass(slots=True)
+class Job:
+    """One job. Only the runner mutates it; everyone else reads it or its JSON.
+
+    ``params``, ``result`` and ``error`` are replaced, never mutated in place, so a shallow
+    ``snapshot()`` is a consistent copy. ``seq`` counts published changes (the SSE event id).
+    """
+
+    id: str
+    kind: JobKind
+    wallet_path: str
+    params: dict[str, Any] = field(default_factory=dict)
+    status: JobStatus = JobStatus.QUEUED
+    progress: int = 0
+    message: str = ""
+    done: int = 0
+    total: int = 0
+    bytes_done: int = 0
+    bytes_total: int = 0
+    created_at: datetime = field(default_factory=utcnow)
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    result: dict[str, Any] | None = None
+    error: dict[str, Any] | None = None
+    idempotency_key: str | None = None
+    cancellable: bool = True
+    seq: int = 1
+
+    @classmethod
+    def new(
+        cls,
+        kind: JobKind,
+        *,
+        wallet_path: str,
+        params: dict[str, Any],
+        idempotency_key: str | None = None,
+        cancellable: bool = True,
+    ) -> Job:
+        return cls(
+            id=new_job_id(),
+            kind=JobKind(kind),
+            wallet_path=wallet_path,
+            params=dict(params),
+            idempotency_key=idempotency_key,
+            cancellable=cancellable,
+            message="Queued",
+        )
+
+    def snapshot(self) -> Job:
+        """A shallow copy that later changes to this job do not affect."""
+        return dataclasses.replace(self)
+
+    def links(self) -> dict[str, str]:
+        base = f"/api/jobs/{self.id}"
+        return {"self": base, "events": f"{base}/events", "cancel": f"{base}/cancel"}
+
+    def to_json(self) -> dict[str, Any]:
+        """Exactly the job JSON of jobs.md."""
+        return {
+            "id": self.id,
+            "kind": str(self.kind),
+            "status": str(self.status),
+            "progress": self.progress,
+            "message": self.message,
+            "wallet_path": self.wallet_path,
+            "params": self.params,
+            "done": self.done,
+            "total": self.total,
+            "bytes_done": self.bytes_done,
+            "bytes_total": self.bytes_total,
+            "created_at": format_time(self.created_at),
+            "started_at": format_time(self.started_at),
+            "finished_at": format_time(self.finished_at),
+            "result": self.result,
+            "error": self.error,
+            "links": self.links(),
+        }
+
+    def to_record(self) -> dict[str, Any]:
+        """The stored form: the job JSON without links, plus the runner's own fields."""
+        record = self.to_json()
+        del record["links"]
+        record["idempotency_key"] = self.idempotency_key
+        record["cancellable"] = self.cancellable
+        record["seq"] = self.seq
+        return record
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Job:
+        """Rebuild a job from ``to_record()`` (or ``to_json()``) output. Raises ValueError/KeyError if malformed."""
+        return cls(
+            id=str(data["id"]),
+            kind=JobKind(data["kind"]),
+            wallet_path=str(data["wallet_path"]),
+            params=dict(data.get("params") or {}),
+            status=JobStatus(data["status"]),
+            progress=int(data.get("progress", 0)),
+            message=str(data.get("message", "")),
+            done=int(data.get("done", 0)),
+            total=int(data.get("total", 0)),
+            bytes_done=int(data.get("bytes_done", 0)),
+            bytes_total=int(data.get("bytes_total", 0)),
+            created_at=parse_time(data["created_at"]) or utcnow(),
+            started_at=parse_time(data.get("started_at")),
+            finished_at=parse_time(data.get("finished_at")),
+            result=data.get("result"),
+            error=data.get("error"),
+            idempotency_key=data.get("idempotency_key"),
+            cancellable=bool(data.get("cancellable", True)),
+            seq=int(data.get("seq", 1)),
+        )
+
+    def __repr__(self) -> str:
+        return f"<Job {self.id} {self.kind} {self.status} {self.progress}% {self.wallet_path!r}>"

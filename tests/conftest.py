@@ -1,0 +1,64 @@
+"""Shared fixtures: a fresh app on tmp_path served through aiohttp_client, and coin-file makers."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Awaitable, Callable
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+
+from app import coins
+from app.config import Config
+from app.main import create_app
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    return tmp_path / "Client_Data"
+
+
+@pytest.fixture
+def make_config(data_dir: Path) -> Callable[..., Config]:
+    def make(**overrides: Any) -> Config:
+        return Config(**{"data_dir": data_dir, **overrides})
+
+    return make
+
+
+@pytest.fixture
+def make_client(
+    aiohttp_client: Callable[..., Awaitable[TestClient]], make_config: Callable[..., Config]
+) -> Callable[..., Awaitable[TestClient]]:
+    """`await make_client(**config_overrides)`: a real server on a fresh Client_Data under tmp_path."""
+
+    async def make(**overrides: Any) -> TestClient:
+        app: web.Application = create_app(make_config(**overrides))
+        return await aiohttp_client(app)
+
+    return make
+
+
+@pytest.fixture
+async def client(make_client: Callable[..., Awaitable[TestClient]]) -> TestClient:
+    return await make_client()
+
+
+def coin_bytes(serial: int, denomination: int = 0, *, pans: bool = False) -> bytes:
+    ans = tuple(os.urandom(16) for _ in range(25))
+    coin = coins.Coin(denomination, serial, ans, ans if pans else None)
+    return coins.build_coin_file([coin], pown="p" * 25)
+
+
+def write_coins(folder: Path, serials: range | list[int], denomination: int = 0) -> list[Path]:
+    """Plaintext single-coin files named as the reference client names them."""
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for serial in serials:
+        data = coin_bytes(serial, denomination)
+        info = coins.inspect_coin_file(data)
+        path = folder / coins.coin_file_name(info.coins, tag="test")
+        path.write_bytes(data)
+        written.append(path)
+    return written

@@ -1,0 +1,178 @@
+"""Tests for app.crypto: type-4 coin-file encryption."""
+
+import hashlib
+import os
+
+import pytest
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+from app.coins import (
+    AN_BLOCK,
+    ENCRYPTED_SINGLE_SIZE,
+    PLAIN_SINGLE_SIZE,
+    Coin,
+    CoinFileError,
+    Encryption,
+    build_coin_file,
+    inspect_coin_file,
+)
+from app.crypto import (
+    KEY_SALT,
+    WrongKey,
+    decrypt_coin_file,
+    derive_key,
+    encrypt_coin_file,
+    is_under_key,
+    key_check,
+)
+
+
+@pytest.fixture(scope="module")
+def key() -> bytes:
+    return derive_key("correct horse battery staple")
+
+
+@pytest.fixture(scope="module")
+def other_key() -> bytes:
+    # Any 32 bytes will do: only the key check has to differ.
+    return hashlib.sha256(b"another key").digest()
+
+
+def make_coin(denomination: int = 2, serial: int = 31337, *, pans: bool = False) -> Coin:
+    return Coin(
+        denomination,
+        serial,
+        ans=tuple(os.urandom(16) for _ in range(25)),
+        pans=tuple(os.urandom(16) for _ in range(25)) if pans else None,
+    )
+
+
+def test_derive_key_is_deterministic_and_32_bytes(key):
+    assert len(key) == 32
+    assert derive_key("correct horse battery staple") == key
+    assert derive_key("correct horse battery stapler") != key
+
+
+def test_derive_key_is_the_documented_scrypt(key):
+    assert KEY_SALT == b"CloudCoin coin file v9"
+    expected = hashlib.scrypt(
+        "correct horse battery staple".encode(), salt=KEY_SALT, n=2**15, r=8, p=1,
+        maxmem=64 * 1024 * 1024, dklen=32,
+    )
+    assert key == expected
+
+
+def test_key_check_is_first_seven_bytes_of_sha256(key):
+    assert key_check(key) == hashlib.sha256(key).digest()[:7]
+    assert len(key_check(key)) == 7
+
+
+def test_encrypt_then_decrypt_gives_back_the_original(key):
+    plain = build_coin_file([make_coin()], pown="p" * 25, task_id=b"xyz", experimental=3)
+    encrypted = encrypt_coin_file(plain, key)
+    assert len(encrypted) == ENCRYPTED_SINGLE_SIZE
+    assert decrypt_coin_file(encrypted, key) == plain
+
+
+def test_encrypted_header_layout(key):
+    plain = build_coin_file([make_coin()])
+    nonce = bytes(range(16))
+    encrypted = encrypt_coin_file(plain, key, nonce=nonce)
+    assert encrypted[5] == Encryption.AES256_CTR
+    assert encrypted[8:15] == key_check(key)
+    assert encrypted[32:48] == nonce
+    assert encrypted[48:55] == plain[32:39]
+    # Everything else in the file header is carried unchanged.
+    def unchanged(data: bytes) -> bytes:
+        return data[:5] + data[6:8] + data[15:32]
+
+    assert unchanged(encrypted) == unchanged(plain)
+    # AES-256-CTR with the nonce as the initial counter block, over the ANs only.
+    decryptor = Cipher(algorithms.AES(key), modes.CTR(nonce)).decryptor()
+    assert decryptor.update(encrypted[55:]) + decryptor.finalize() == plain[39:]
+
+
+def test_nonce_is_fresh_each_time(key):
+    plain = build_coin_file([make_coin()])
+    first, second = encrypt_coin_file(plain, key), encrypt_coin_file(plain, key)
+    assert first[32:48] != second[32:48]
+    assert first[55:] != second[55:]
+
+
+def test_no_an_appears_in_the_ciphertext(key):
+    coin = make_coin(pans=True)
+    encrypted = encrypt_coin_file(build_coin_file([coin]), key)
+    for number in coin.ans + coin.pans:
+        assert number not in encrypted
+
+
+def test_inspect_reads_the_encrypted_file(key):
+    encrypted = encrypt_coin_file(build_coin_file([make_coin(4, 8675309)], pown="f" * 25), key)
+    info = inspect_coin_file(encrypted)
+    assert info.encrypted
+    assert info.encryption == Encryption.AES256_CTR
+    assert info.key_check == key_check(key)
+    assert info.pown == "f" * 25
+    assert (info.coins[0].denomination, info.coins[0].serial_number) == (4, 8675309)
+    assert info.total_value == 10**4 * 10**8
+
+
+def test_wrong_key_is_refused(key, other_key):
+    encrypted = encrypt_coin_file(build_coin_file([make_coin()]), key)
+    with pytest.raises(WrongKey):
+        decrypt_coin_file(encrypted, other_key)
+    assert issubclass(WrongKey, ValueError)
+
+
+def test_is_under_key(key, other_key):
+    plain = build_coin_file([make_coin()])
+    encrypted = encrypt_coin_file(plain, key)
+    assert is_under_key(encrypted, key)
+    assert not is_under_key(encrypted, other_key)
+    assert not is_under_key(plain, key)
+    assert not is_under_key(b"", key)
+
+
+def test_refuses_multi_coin_input(key):
+    with pytest.raises(CoinFileError, match="multi-coin"):
+        encrypt_coin_file(build_coin_file([make_coin(), make_coin()]), key)
+
+
+def test_refuses_already_encrypted_input(key):
+    encrypted = encrypt_coin_file(build_coin_file([make_coin()]), key)
+    with pytest.raises(CoinFileError, match="already encrypted"):
+        encrypt_coin_file(encrypted, key)
+
+
+def test_refuses_other_tools_type_1_input(key):
+    plain = build_coin_file([make_coin()])
+    type_1 = plain[:5] + b"\x01" + plain[6:]
+    with pytest.raises(CoinFileError):
+        encrypt_coin_file(type_1, key)
+    with pytest.raises(CoinFileError, match="not a type-4 file"):
+        decrypt_coin_file(type_1, key)
+
+
+def test_decrypt_refuses_plaintext_and_broken_files(key):
+    with pytest.raises(CoinFileError, match="not a type-4 file"):
+        decrypt_coin_file(build_coin_file([make_coin()]), key)
+    encrypted = encrypt_coin_file(build_coin_file([make_coin()]), key)
+    with pytest.raises(CoinFileError, match="truncated"):
+        decrypt_coin_file(encrypted[:-1], key)
+
+
+def test_pans_variant_round_trip(key):
+    plain = build_coin_file([make_coin(pans=True)])
+    assert len(plain) == PLAIN_SINGLE_SIZE + AN_BLOCK
+    encrypted = encrypt_coin_file(plain, key)
+    assert len(encrypted) == ENCRYPTED_SINGLE_SIZE + AN_BLOCK
+    assert inspect_coin_file(encrypted).state_flag == 1
+    assert decrypt_coin_file(encrypted, key) == plain
+
+
+def test_bad_nonce_or_key_length_is_refused(key):
+    plain = build_coin_file([make_coin()])
+    with pytest.raises(ValueError):
+        encrypt_coin_file(plain, key, nonce=bytes(8))
+    with pytest.raises(ValueError):
+        encrypt_coin_file(plain, key[:16])
