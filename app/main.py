@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, AsyncIterator, Callable
@@ -10,10 +11,16 @@ from typing import Any, AsyncIterator, Callable
 from aiohttp import web
 
 from app.config import MAX_BODY_BYTES, Config
+from app.keyring import KeyRing
 from app.middleware import add_response_headers, error_middleware, security_middleware
 from app.routes import add_routes
-from app.state import config_key, executor_key, started_key, wallets_key
+from app.state import config_key, executor_key, keyring_key, runner_key, started_key, wallets_key
 from app.wallets import WalletService
+from jobs import backup, rename, restore
+from jobs.runner import JobRunner
+from jobs.store import JobStore
+
+log = logging.getLogger(__name__)
 
 
 def create_app(config: Config) -> web.Application:
@@ -23,8 +30,11 @@ def create_app(config: Config) -> web.Application:
     )
     app[config_key] = config
     app[started_key] = time.monotonic()
+    app[keyring_key] = KeyRing()
     app.cleanup_ctx.append(_executor)
     app.cleanup_ctx.append(_wallets)
+    app.cleanup_ctx.append(_jobs)
+    app.on_shutdown.append(_stop_jobs)
     app.on_response_prepare.append(add_response_headers)
     add_routes(app)
     return app
@@ -53,3 +63,29 @@ async def _wallets(app: web.Application) -> AsyncIterator[None]:
     await blocking_runner(app)(service.prepare_data_dir)
     app[wallets_key] = service
     yield
+
+
+async def _jobs(app: web.Application) -> AsyncIterator[None]:
+    config = app[config_key]
+    runner = JobRunner(
+        JobStore(config.jobs_dir),
+        executor=app[executor_key],
+        workers=config.workers,
+        max_queued=config.max_queued,
+    )
+    # A rename that a crash interrupted is settled before any job can touch that wallet (jobs.md).
+    for line in await blocking_runner(app)(rename.settle_journal, config):
+        log.warning("rename journal: %s", line)
+    services = {"config": config, "wallets": app[wallets_key], "keyring": app[keyring_key]}
+    for module in (backup, rename, restore):
+        module.register(runner, **services)
+    await runner.start()
+    app[runner_key] = runner
+    yield
+    await runner.close()
+
+
+async def _stop_jobs(app: web.Application) -> None:
+    """On shutdown, before the server waits for open requests: cancel running backups, end event streams."""
+    if runner_key in app:
+        await app[runner_key].close()

@@ -6,7 +6,7 @@ from typing import Awaitable, Callable
 
 from aiohttp import web
 
-from app.views import system, wallets
+from app.views import backup, jobs, login, rename, system, wallets
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -63,6 +63,29 @@ ROUTES: tuple[Route, ...] = (
         ("GET", "POST"), "/api/wallets/switch", wallets.switch_wallet, "Make a wallet the active one",
         "wallets", (Param("wallet_path", "Wallet folder to make active", True),),
     ),
+    # -- jobs ------------------------------------------------------------------------------------
+    Route(
+        ("GET",), "/api/jobs", jobs.list_jobs, "Jobs, newest first", "jobs",
+        (
+            Param("status", "queued, running, completed, failed or cancelled"),
+            Param("kind", "wallet-backup, wallet-rename, wallet-restore or backup-verify"),
+            Param("wallet_path", "Only jobs on this wallet path"),
+            Param("limit", "At most this many (default 100, at most 1000)", type="integer"),
+        ),
+    ),
+    Route(
+        ("GET",), "/api/jobs/{job_id}", jobs.get_job, "One job; wait=N holds the answer until it finishes",
+        "jobs", (Param("wait", "Seconds to wait for the job to finish (at most 60)", type="integer"),),
+    ),
+    Route(("GET",), "/api/jobs/{job_id}/events", jobs.job_events, "Server-Sent Events of one job", "jobs"),
+    Route(("POST",), "/api/jobs/{job_id}/cancel", jobs.cancel_job, "Cancel a job", "jobs"),
+    Route(("DELETE",), "/api/jobs/{job_id}", jobs.cancel_job, "Cancel a job", "jobs"),
+    Route(
+        ("GET",), "/api/system/tasks", jobs.task_status, "The reference client's task poller", "jobs",
+        (Param("task_id", "Job id"), Param("id", "Job id (alias of task_id)")),
+    ),
+    # -- backup, restore, verify, login (issue 4) -------------------------------------------------
+    # -- rename (issue 5) -------------------------------------------------------------------------
 )
 
 

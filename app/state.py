@@ -6,13 +6,14 @@ from concurrent.futures import ThreadPoolExecutor
 from aiohttp import web
 
 from app.config import Config
+from app.keyring import KeyRing
 from app.wallets import WalletService
+from jobs.runner import JobRunner
 
 config_key = web.AppKey("config", Config)
 executor_key = web.AppKey("executor", ThreadPoolExecutor)
 wallets_key = web.AppKey("wallets", WalletService)
 started_key = web.AppKey("started", float)
+keyring_key = web.AppKey("keyring", KeyRing)
+runner_key = web.AppKey("runner", JobRunner)
 
-
-def job_counts(app: web.Application) -> dict[str, int]:
-    return {"queued": 0, "running": 0}

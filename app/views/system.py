@@ -7,7 +7,7 @@ from aiohttp import web
 
 from app import __version__
 from app.openapi import build_openapi
-from app.state import job_counts, started_key
+from app.state import runner_key, started_key
 
 
 async def health(request: web.Request) -> web.Response:
@@ -16,7 +16,7 @@ async def health(request: web.Request) -> web.Response:
             "status": "ok",
             "version": __version__,
             "uptime_s": round(time.monotonic() - request.app[started_key], 3),
-            "jobs": job_counts(request.app),
+            "jobs": request.app[runner_key].counts(),
         }
     )
 
