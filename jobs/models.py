@@ -163,9 +163,13 @@ class Job:
         }
 
     def to_record(self) -> dict[str, Any]:
-        """The stored form: the job JSON without links, plus the runner's own fields."""
+        """The stored form: the job JSON without links, times at full precision, plus the runner's own fields."""
         record = self.to_json()
         del record["links"]
+        # Full precision, so that a reloaded job equals the one stored.
+        for name in ("created_at", "started_at", "finished_at"):
+            value = getattr(self, name)
+            record[name] = value.isoformat() if value is not None else None
         record["idempotency_key"] = self.idempotency_key
         record["cancellable"] = self.cancellable
         record["seq"] = self.seq

@@ -127,8 +127,10 @@ class JobStore:
             await writer
             self._writer = None
         if self._db is not None:
-            loop = asyncio.get_running_loop()
-            await loop.run_in_executor(self._executor, self.close_sync)
+            if self._executor is None:
+                self.close_sync()
+            else:
+                await asyncio.get_running_loop().run_in_executor(self._executor, self.close_sync)
 
     # -- the writer -------------------------------------------------------------------------
 
@@ -173,18 +175,18 @@ class JobStore:
     # -- blocking primitives (executor threads, or tests and tools) ---------------------------
 
     def load_sync(self) -> list[Job]:
-        """Open the database if needed, prune it, and return its jobs oldest first. Blocking."""
+        """Open the database if needed, prune it, and return its jobs oldest first. Blocking.
+
+        A database SQLite cannot read is moved aside (``jobs.sqlite3.corrupt-<time>``) and a new one
+        started: a damaged history must not keep the server from starting.
+        """
         with self._db_lock:
-            db = self._connect()
-            cutoff = time.time() - self.keep_days * 86400
-            with db:
-                db.execute("DELETE FROM jobs WHERE finished IS NOT NULL AND finished < ?", (cutoff,))
-                db.execute(
-                    "DELETE FROM jobs WHERE finished IS NOT NULL AND id NOT IN "
-                    "(SELECT id FROM jobs ORDER BY created DESC, rowid DESC LIMIT ?)",
-                    (self.keep_max,),
-                )
-            rows = db.execute("SELECT id, record FROM jobs ORDER BY created, rowid").fetchall()
+            try:
+                rows = self._prune_and_read()
+            except sqlite3.DatabaseError:
+                log.exception("job history %s is unreadable; setting it aside and starting a new one", self.path)
+                self._set_aside()
+                rows = self._prune_and_read()
         jobs = []
         for job_id, record in rows:
             try:
@@ -225,10 +227,32 @@ class JobStore:
                 self._db.close()
                 self._db = None
 
+    def _prune_and_read(self) -> list[tuple[str, str]]:
+        db = self._connect()
+        cutoff = time.time() - self.keep_days * 86400
+        with db:
+            db.execute("DELETE FROM jobs WHERE finished IS NOT NULL AND finished < ?", (cutoff,))
+            db.execute(
+                "DELETE FROM jobs WHERE finished IS NOT NULL AND id NOT IN "
+                "(SELECT id FROM jobs ORDER BY created DESC, rowid DESC LIMIT ?)",
+                (self.keep_max,),
+            )
+        return db.execute("SELECT id, record FROM jobs ORDER BY created, rowid").fetchall()
+
+    def _set_aside(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+        stamp = time.strftime("%Y%m%dT%H%M%S")
+        for suffix in ("", "-wal", "-shm"):
+            source = self.path.with_name(self.path.name + suffix)
+            if source.exists():
+                os.replace(source, self.path.with_name(f"{self.path.name}.corrupt-{stamp}{suffix}"))
+
     def _connect(self) -> sqlite3.Connection:
         if self._db is None:
             self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-            db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            db = sqlite3.connect(self.path, check_same_thread=False)
             try:
                 db.execute("PRAGMA journal_mode=WAL")
                 db.execute("PRAGMA synchronous=FULL")
@@ -236,7 +260,5 @@ class JobStore:
             except BaseException:
                 db.close()
                 raise
-            # isolation_level=None + "with db" would not open a transaction; use explicit ones.
-            db.isolation_level = "DEFERRED"
             self._db = db
         return self._db

@@ -1,0 +1,743 @@
+"""The job runner: the bounded queue, per-wallet lanes, the workers, cancelling, watching and shutdown.
+
+Jobs on one wallet form a lane and run one at a time in submission order; lanes run in parallel on
+``workers`` async workers. A job function runs on the event loop and hands its blocking parts to the
+app's executor through ``JobContext.run_blocking``. Whatever the function raises becomes the job's
+final state (errors are data); nothing escapes as an unretrieved task exception.
+
+Exceptions, as the HTTP side maps them::
+
+    QueueFull            submit refused, too many queued jobs          -> 503 + Retry-After
+      RunnerClosed       submit refused, the runner is shutting down   -> 503 + Retry-After
+    JobNotFound          no such job id (a LookupError)                -> 404
+    JobNotCancellable    finished, or past its point of no return      -> 409
+
+Job code raises ``JobFailed`` (an exact HTTP answer) or ``JobCancelled`` (see ``models``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import copy
+import functools
+import logging
+import math
+import threading
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from types import MappingProxyType
+from typing import Any, TypeVar
+
+from .models import Job, JobCancelled, JobFailed, JobKind, JobStatus, utcnow
+from .store import JobStore
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+JobFunc = Callable[["JobContext"], Awaitable[dict[str, Any]]]
+CleanupFunc = Callable[[Job], None]
+
+#: shortest time between two published progress updates of a job (jobs.md: at most 10 per second)
+REPORT_INTERVAL_S = 0.1
+#: how long an idempotency key finds the job it created
+IDEMPOTENCY_WINDOW = timedelta(hours=24)
+#: longest a worker thread waits for the event loop to carry out a call it handed over
+LOOP_CALL_TIMEOUT_S = 30.0
+#: Retry-After while shutting down: a restarted server needs a few seconds
+CLOSED_RETRY_AFTER_S = 10
+
+INTERRUPTED_MESSAGE = "Interrupted by server restart"
+INTERRUPTED_ERROR: dict[str, Any] = {
+    "http_status": 500,
+    "body": {"success": False, "error": INTERRUPTED_MESSAGE, "code": 500},
+}
+INTERNAL_ERROR: dict[str, Any] = {
+    "http_status": 500,
+    "body": {"success": False, "error": "Internal server error", "code": 500},
+}
+
+
+class QueueFull(Exception):
+    """Too many jobs are queued; try again after ``retry_after`` seconds."""
+
+    def __init__(self, retry_after: int, message: str = "Too many jobs queued") -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class RunnerClosed(QueueFull):
+    """The runner is shutting down and takes no new jobs."""
+
+    def __init__(self) -> None:
+        super().__init__(CLOSED_RETRY_AFTER_S, "Server is shutting down")
+
+
+class JobNotFound(LookupError):
+    """No job has this id (or it has left the history)."""
+
+
+class JobNotCancellable(Exception):
+    """The job has finished, or can no longer stop (a rename whose folder move has begun)."""
+
+    def __init__(self, job: Job) -> None:
+        state = job.status if job.status.finished else "past its point of no return"
+        super().__init__(f"job {job.id} cannot be cancelled: {state}")
+        self.job = job
+
+
+@dataclass(frozen=True, slots=True)
+class JobView:
+    """What a job function may read about its job."""
+
+    id: str
+    kind: JobKind
+    wallet_path: str
+    params: Mapping[str, Any]
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class _Registration:
+    func: JobFunc
+    cleanup: CleanupFunc | None
+    cancellable: bool
+
+
+class JobContext:
+    """Handed to a job function. Methods marked (thread-safe) may also be called from executor threads."""
+
+    def __init__(self, runner: JobRunner, job: Job, secrets: Mapping[str, Any] | None) -> None:
+        self._runner = runner
+        self._job = job
+        self._loop = runner._loop_or_fail()
+        self.job = JobView(job.id, job.kind, job.wallet_path, MappingProxyType(dict(job.params)), job.created_at)
+        #: in-memory-only values given to submit() (e.g. a key): never stored, never in the JSON
+        self.secrets: Mapping[str, Any] = MappingProxyType(dict(secrets or {}))
+        #: set when a cancel is requested; blocking code checks it between files
+        self.cancel_event = threading.Event()
+        # Guards the cancel/forbid race and the pending report values.
+        self._lock = threading.Lock()
+        self._forbidden = False
+        self._closed = False
+        self._pending: dict[str, Any] = {}
+        self._scheduled = False
+        self._timer: asyncio.TimerHandle | None = None
+        self._last_publish = -math.inf
+
+    def __repr__(self) -> str:
+        return f"<JobContext {self._job!r} cancel_requested={self.cancel_event.is_set()}>"
+
+    @property
+    def cancel_requested(self) -> bool:
+        return self.cancel_event.is_set()
+
+    def check_cancelled(self) -> None:
+        """Raise JobCancelled if a cancel was requested. (thread-safe)"""
+        if self.cancel_event.is_set():
+            raise JobCancelled()
+
+    def forbid_cancel(self) -> None:
+        """From now on a cancel answers JobNotCancellable and the job runs to its end. (thread-safe)
+
+        Raises JobCancelled instead if a cancel came first, so a rename calls this right before its
+        folder move and never moves a folder after it told a client "cancelled".
+        """
+        with self._lock:
+            if self.cancel_event.is_set():
+                raise JobCancelled()
+            self._forbidden = True
+        # Only the record's flag; the lock above already settled the race with cancel().
+        self._call_in_loop(setattr, self._job, "cancellable", False, wait=False)
+
+    def report(
+        self,
+        *,
+        done: int | None = None,
+        total: int | None = None,
+        bytes_done: int | None = None,
+        bytes_total: int | None = None,
+        message: str | None = None,
+    ) -> None:
+        """Record progress; published at most every REPORT_INTERVAL_S, latest values win. (thread-safe)"""
+        values: dict[str, Any] = {}
+        for name, value in (("done", done), ("total", total), ("bytes_done", bytes_done), ("bytes_total", bytes_total)):
+            if value is not None:
+                values[name] = max(0, int(value))
+        if message is not None:
+            values["message"] = str(message)
+        with self._lock:
+            if self._closed:
+                return
+            self._pending.update(values)
+            if self._scheduled:
+                return
+            self._scheduled = True
+        try:
+            self._loop.call_soon_threadsafe(self._deliver)
+        except RuntimeError:  # the loop has closed; nobody is left to tell
+            pass
+
+    async def run_blocking(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        """Run ``fn(*args, **kwargs)`` on the runner's executor (never the loop's default one)."""
+        return await self._loop.run_in_executor(self._runner._executor, functools.partial(fn, *args, **kwargs))
+
+    def move_wallet(self, old_path: str, new_path: str) -> None:
+        """Tell the runner the wallet moved: queued jobs on ``old_path`` and the lane follow it. (thread-safe)"""
+        self._call_in_loop(self._runner._move_wallet, self._job.id, old_path, new_path)
+
+    # -- runner side (loop thread) ------------------------------------------------------------
+
+    def _request_cancel(self) -> bool:
+        with self._lock:
+            if self._forbidden:
+                return False
+            self.cancel_event.set()
+            return True
+
+    def _deliver(self) -> None:
+        if self._closed:
+            return
+        delay = self._last_publish + REPORT_INTERVAL_S - self._loop.time()
+        if delay > 0:
+            self._timer = self._loop.call_later(delay, self._publish_pending)
+        else:
+            self._publish_pending()
+
+    def _publish_pending(self) -> None:
+        self._timer = None
+        with self._lock:
+            values, self._pending = self._pending, {}
+            self._scheduled = False
+            if self._closed:
+                return
+        self._last_publish = self._loop.time()
+        self._runner._apply_report(self._job, values, publish=True)
+
+    def _close(self) -> dict[str, Any]:
+        """Stop taking reports; return the values not yet published."""
+        with self._lock:
+            self._closed = True
+            values, self._pending = self._pending, {}
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        return values
+
+    def _call_in_loop(self, fn: Callable[..., Any], *args: Any, wait: bool = True) -> Any:
+        if threading.get_ident() == self._runner._loop_thread:
+            return fn(*args)
+        if not wait:
+            try:
+                self._loop.call_soon_threadsafe(fn, *args)
+            except RuntimeError:  # the loop has closed
+                pass
+            return None
+        result: concurrent.futures.Future[Any] = concurrent.futures.Future()
+
+        def call() -> None:
+            try:
+                result.set_result(fn(*args))
+            except BaseException as exc:  # handed back to the calling thread
+                result.set_exception(exc)
+
+        self._loop.call_soon_threadsafe(call)
+        # Bounded, so a thread never hangs on a loop that has stopped running callbacks.
+        return result.result(timeout=LOOP_CALL_TIMEOUT_S)
+
+
+class JobRunner:
+    """Runs registered job functions: per-wallet FIFO lanes, ``workers`` lanes at once, a bounded queue."""
+
+    def __init__(
+        self,
+        store: JobStore,
+        *,
+        executor: concurrent.futures.ThreadPoolExecutor,
+        workers: int = 2,
+        max_queued: int = 1000,
+    ) -> None:
+        if workers < 1:
+            raise ValueError("workers must be at least 1")
+        self._store = store
+        self._executor = executor
+        self._n_workers = workers
+        self._max_queued = max_queued
+        self._registry: dict[JobKind, _Registration] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread: int | None = None
+        # Every job known, in creation order (oldest first); _history is the same order for pruning.
+        self._jobs: dict[str, Job] = {}
+        self._history: deque[str] = deque()
+        self._idempotency: dict[tuple[JobKind, str], str] = {}
+        self._secrets: dict[str, Mapping[str, Any]] = {}
+        # Lanes: queued jobs per wallet. A lane is dispatchable when it has jobs and nobody runs on it.
+        self._lanes: dict[str, deque[Job]] = {}
+        self._busy: dict[str, int] = {}
+        self._ready: asyncio.Queue[str | None] | None = None
+        self._ready_set: set[str] = set()
+        self._n_queued = 0
+        self._running: dict[str, JobContext] = {}
+        self._lane_of: dict[str, str] = {}
+        self._workers: list[asyncio.Task[None]] = []
+        # Watchers: one future per job, resolved (and replaced) on its next change / at its end.
+        self._changed: dict[str, asyncio.Future[None]] = {}
+        self._finished: dict[str, asyncio.Future[None]] = {}
+        self._avg_run_s = 0.0
+        self._closing = False
+        self._closed: asyncio.Event | None = None
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closing else ("running" if self._loop else "new")
+        return f"<JobRunner {state} queued={self._n_queued} running={len(self._running)} workers={self._n_workers}>"
+
+    # -- set-up -------------------------------------------------------------------------------
+
+    def register(self, kind: JobKind, func: JobFunc, *, cleanup: CleanupFunc | None = None, cancellable: bool = True) -> None:
+        """Say which function runs jobs of ``kind``; ``cleanup`` settles one interrupted by a restart."""
+        self._registry[JobKind(kind)] = _Registration(func, cleanup, cancellable)
+
+    async def start(self) -> None:
+        """Load the history, settle jobs a restart interrupted, start the workers."""
+        if self._loop is not None:
+            raise RuntimeError("job runner already started")
+        self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
+        self._ready = asyncio.Queue()
+        jobs = await self._store.open(self._executor)
+        for job in jobs:
+            if not job.status.finished:
+                await self._settle_interrupted(job)
+            self._remember(job)
+        self._workers = [
+            asyncio.create_task(self._work(), name=f"job-worker-{n}") for n in range(self._n_workers)
+        ]
+
+    async def _settle_interrupted(self, job: Job) -> None:
+        log.warning("job %s (%s) on %s was interrupted by a restart", job.id, job.kind, job.wallet_path)
+        registration = self._registry.get(job.kind)
+        if registration is not None and registration.cleanup is not None:
+            try:
+                await self._loop_or_fail().run_in_executor(self._executor, registration.cleanup, job.snapshot())
+            except Exception:
+                log.exception("cleanup of interrupted job %s (%s) failed", job.id, job.kind)
+        # Marked failed only after its cleanup ran, so a crash during cleanup retries it next start.
+        job.status = JobStatus.FAILED
+        job.finished_at = utcnow()
+        job.error = copy.deepcopy(INTERRUPTED_ERROR)
+        job.message = INTERRUPTED_MESSAGE
+        job.cancellable = False
+        job.seq += 1
+        self._store.put(job)
+
+    # -- submitting and reading ---------------------------------------------------------------
+
+    async def submit(
+        self,
+        kind: JobKind,
+        *,
+        wallet_path: str,
+        params: dict[str, Any],
+        idempotency_key: str | None = None,
+        secrets: Mapping[str, Any] | None = None,
+    ) -> Job:
+        """Queue a job on ``wallet_path``'s lane. The same idempotency key (and kind) within 24 h returns the earlier job."""
+        if self._closing:
+            raise RunnerClosed()
+        if self._loop is None:
+            raise RuntimeError("job runner not started")
+        kind = JobKind(kind)
+        registration = self._registry.get(kind)
+        if registration is None:
+            raise ValueError(f"no job function registered for {kind}")
+        if idempotency_key is not None:
+            earlier = self._find_idempotent(kind, idempotency_key)
+            if earlier is not None:
+                return earlier
+        if self._n_queued >= self._max_queued:
+            raise QueueFull(self._retry_after())
+        job = Job.new(
+            kind,
+            wallet_path=wallet_path,
+            params=params,
+            idempotency_key=idempotency_key,
+            cancellable=registration.cancellable,
+        )
+        self._remember(job)
+        if secrets:
+            self._secrets[job.id] = secrets
+        self._lanes.setdefault(wallet_path, deque()).append(job)
+        self._n_queued += 1
+        self._store.put(job)
+        self._make_ready(wallet_path)
+        self._forget_old()
+        return job
+
+    def get(self, job_id: str) -> Job:
+        """The live job (read it, never change it). Raises JobNotFound."""
+        try:
+            return self._jobs[job_id]
+        except KeyError:
+            raise JobNotFound(job_id) from None
+
+    def list(
+        self,
+        *,
+        status: str | None = None,
+        kind: str | None = None,
+        wallet_path: str | None = None,
+        limit: int = 100,
+    ) -> list[Job]:
+        """Jobs matching every given filter, newest first, at most ``limit``."""
+        found: list[Job] = []
+        if limit <= 0:
+            return found
+        for job in reversed(self._jobs.values()):
+            if status is not None and job.status != status:
+                continue
+            if kind is not None and job.kind != kind:
+                continue
+            if wallet_path is not None and job.wallet_path != wallet_path:
+                continue
+            found.append(job)
+            if len(found) >= limit:
+                break
+        return found
+
+    def counts(self) -> dict[str, int]:
+        return {"queued": self._n_queued, "running": len(self._running)}
+
+    # -- watching -----------------------------------------------------------------------------
+
+    async def wait(self, job_id: str, timeout: float | None) -> Job:
+        """Return the job once it has finished or ``timeout`` seconds passed. Cancelling the waiter never cancels the job."""
+        job = self.get(job_id)
+        if job.status.finished or (timeout is not None and timeout <= 0):
+            return job
+        future = self._finished.get(job_id)
+        if future is None:
+            future = self._finished[job_id] = self._loop_or_fail().create_future()
+        # asyncio.wait never cancels what it waits on: a disconnecting client leaves the job alone.
+        await asyncio.wait((future,), timeout=timeout)
+        return job
+
+    async def events(self, job_id: str, *, after: int = 0, keepalive: float | None = None) -> AsyncIterator[Job | None]:
+        """Snapshots of the job: now if ``job.seq > after``, then on each change, ending after the final state.
+
+        Coalesced: a slow consumer gets the latest state, never a backlog. With ``keepalive``, yields
+        None when that many seconds pass without a change (time for an SSE comment). Ends early when
+        the runner closes. Raises JobNotFound on the first iteration (check with ``get`` first).
+        """
+        job = self.get(job_id)
+        last = after
+        while True:
+            if job.seq > last:
+                last = job.seq
+                yield job.snapshot()
+                continue  # the job may have changed again while the consumer was busy
+            if job.status.finished or (self._closed is not None and self._closed.is_set()):
+                return
+            if not await self._next_change(job_id, keepalive):
+                yield None
+
+    async def _next_change(self, job_id: str, timeout: float | None) -> bool:
+        future = self._changed.get(job_id)
+        if future is None:
+            future = self._changed[job_id] = self._loop_or_fail().create_future()
+        done, _ = await asyncio.wait((future,), timeout=timeout)
+        return bool(done)
+
+    # -- cancelling ---------------------------------------------------------------------------
+
+    async def cancel(self, job_id: str) -> Job:
+        """Cancel a job: a queued one at once, a running one at its next check. Raises JobNotCancellable."""
+        job = self.get(job_id)
+        if job.status.finished:
+            raise JobNotCancellable(job)
+        if job.status is JobStatus.QUEUED:
+            self._unqueue(job)
+            self._finish(job, JobStatus.CANCELLED)
+            return job
+        context = self._running[job.id]
+        registration = self._registry[job.kind]
+        if not registration.cancellable or not context._request_cancel():
+            raise JobNotCancellable(job)
+        if job.message != "Cancelling":
+            job.message = "Cancelling"
+            self._publish(job, persist=False)
+        return job
+
+    def _unqueue(self, job: Job) -> None:
+        lane = self._lanes[job.wallet_path]
+        lane.remove(job)
+        if not lane:
+            del self._lanes[job.wallet_path]
+        self._n_queued -= 1
+        self._secrets.pop(job.id, None)
+
+    # -- shutting down ------------------------------------------------------------------------
+
+    async def close(self, *, timeout: float = 8.0) -> None:
+        """Stop: refuse new jobs, cancel queued ones, cancel running cancellable ones and await the rest
+        (for at most ``timeout`` seconds, then they are interrupted), stop the workers, flush the store.
+        Idempotent; a second caller waits for the first."""
+        if self._closed is not None:
+            await self._closed.wait()
+            return
+        self._closed = asyncio.Event()
+        self._closing = True
+        try:
+            if self._loop is None:
+                return
+            for lane in list(self._lanes.values()):
+                for job in lane:
+                    self._finish(job, JobStatus.CANCELLED)
+            self._lanes.clear()
+            self._n_queued = 0
+            self._secrets.clear()
+            for job_id, context in self._running.items():
+                if self._registry[self._jobs[job_id].kind].cancellable:
+                    context._request_cancel()
+            await self._stop_workers(timeout)
+            for future in self._changed.values():
+                if not future.done():
+                    future.set_result(None)
+            self._changed.clear()
+            await self._store.close()
+        finally:
+            self._closed.set()
+
+    async def _stop_workers(self, timeout: float) -> None:
+        if not self._workers:
+            return
+        assert self._ready is not None
+        for _ in self._workers:
+            self._ready.put_nowait(None)
+        _, late = await asyncio.wait(self._workers, timeout=timeout)
+        for task in late:
+            log.warning("job worker %s did not stop within %.1f s; interrupting it", task.get_name(), timeout)
+            task.cancel()
+        outcomes = await asyncio.gather(*self._workers, return_exceptions=True)
+        for outcome in outcomes:
+            if isinstance(outcome, Exception):
+                log.error("job worker crashed", exc_info=outcome)
+        self._workers = []
+
+    # -- the workers --------------------------------------------------------------------------
+
+    async def _work(self) -> None:
+        assert self._ready is not None
+        while True:
+            wallet = await self._ready.get()
+            if wallet is None:
+                return
+            self._ready_set.discard(wallet)
+            lane = self._lanes.get(wallet)
+            if not lane or self._busy.get(wallet):
+                continue  # stale: its jobs were cancelled or moved, or it is taken
+            job = lane.popleft()
+            if not lane:
+                del self._lanes[wallet]
+            self._n_queued -= 1
+            self._busy[wallet] = self._busy.get(wallet, 0) + 1
+            self._lane_of[job.id] = wallet
+            try:
+                await self._run(job)
+            finally:
+                self._release(self._lane_of.pop(job.id))
+            # A trivial job never suspends; yield so the store writer and requests get their turn.
+            await asyncio.sleep(0)
+
+    def _release(self, wallet: str) -> None:
+        left = self._busy[wallet] - 1
+        if left:
+            self._busy[wallet] = left
+        else:
+            del self._busy[wallet]
+        self._make_ready(wallet)
+
+    def _make_ready(self, wallet: str) -> None:
+        if wallet in self._ready_set or self._busy.get(wallet) or not self._lanes.get(wallet):
+            return
+        assert self._ready is not None
+        self._ready_set.add(wallet)
+        self._ready.put_nowait(wallet)
+
+    async def _run(self, job: Job) -> None:
+        registration = self._registry[job.kind]
+        context = JobContext(self, job, self._secrets.pop(job.id, None))
+        self._running[job.id] = context
+        job.status = JobStatus.RUNNING
+        job.started_at = utcnow()
+        job.message = "Running"
+        self._publish(job, persist=True)
+        loop = self._loop_or_fail()
+        began = loop.time()
+        result: dict[str, Any] | None = None
+        error: dict[str, Any] | None = None
+        try:
+            result = await registration.func(context)
+            if not isinstance(result, dict):
+                raise TypeError(f"job function for {job.kind} returned {type(result).__name__}, not dict")
+            status = JobStatus.COMPLETED
+        except JobCancelled:
+            status = JobStatus.CANCELLED
+        except JobFailed as exc:
+            status, error = JobStatus.FAILED, {"http_status": exc.http_status, "body": exc.body}
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                # close() gave up waiting. The store keeps "running", so the next start runs the
+                # kind's cleanup and records the same failure this reports now.
+                self._end_run(job, context)
+                self._finish(job, JobStatus.FAILED, error=copy.deepcopy(INTERRUPTED_ERROR), persist=False)
+                raise
+            log.error("job %s (%s) was cancelled from inside", job.id, job.kind)
+            status, error = JobStatus.FAILED, copy.deepcopy(INTERNAL_ERROR)
+        except Exception:
+            log.exception("job %s (%s) on %s failed unexpectedly", job.id, job.kind, job.wallet_path)
+            status, error = JobStatus.FAILED, copy.deepcopy(INTERNAL_ERROR)
+        self._avg_run_s = 0.8 * self._avg_run_s + 0.2 * (loop.time() - began)
+        self._end_run(job, context)
+        self._finish(job, status, result=result, error=error)
+
+    def _end_run(self, job: Job, context: JobContext) -> None:
+        self._running.pop(job.id, None)
+        self._apply_report(job, context._close(), publish=False)
+
+    # -- state changes ------------------------------------------------------------------------
+
+    def _apply_report(self, job: Job, values: dict[str, Any], *, publish: bool) -> None:
+        if job.status is not JobStatus.RUNNING:
+            return
+        changed = False
+        for name, value in values.items():
+            if getattr(job, name) != value:
+                setattr(job, name, value)
+                changed = True
+        progress = _percent(job)
+        if progress > job.progress:
+            job.progress = progress
+            changed = True
+        if changed and publish:
+            self._publish(job, persist=False)
+
+    def _finish(
+        self,
+        job: Job,
+        status: JobStatus,
+        *,
+        result: dict[str, Any] | None = None,
+        error: dict[str, Any] | None = None,
+        persist: bool = True,
+    ) -> None:
+        assert status.finished and not job.status.finished
+        job.status = status
+        job.finished_at = utcnow()
+        job.cancellable = False
+        if status is JobStatus.COMPLETED:
+            job.progress = 100
+            job.result = result
+            job.message = _message_of(result, "Completed")
+        elif status is JobStatus.FAILED:
+            job.error = error
+            job.message = _message_of((error or {}).get("body"), "Failed")
+        else:
+            job.message = "Cancelled"
+        self._publish(job, persist=persist)
+        future = self._finished.pop(job.id, None)
+        if future is not None and not future.done():
+            future.set_result(None)
+
+    def _publish(self, job: Job, *, persist: bool) -> None:
+        job.seq += 1
+        if persist:
+            self._store.put(job)
+        future = self._changed.pop(job.id, None)
+        if future is not None and not future.done():
+            future.set_result(None)
+
+    def _move_wallet(self, job_id: str, old_path: str, new_path: str) -> None:
+        if old_path == new_path:
+            return
+        moved = self._lanes.pop(old_path, None)
+        if moved:
+            for job in moved:
+                job.wallet_path = new_path
+                if "wallet_path" in job.params:
+                    job.params = {**job.params, "wallet_path": new_path}
+                self._publish(job, persist=True)
+            waiting = self._lanes.get(new_path)
+            if waiting:
+                # sorted() is stable: on equal times the jobs already on new_path stay first.
+                moved = deque(sorted([*waiting, *moved], key=lambda queued: queued.created_at))
+            self._lanes[new_path] = moved
+        if self._lane_of.get(job_id) == old_path:
+            # The mover keeps the lane, now under its new name, until it finishes.
+            self._lane_of[job_id] = new_path
+            self._release(old_path)
+            self._busy[new_path] = self._busy.get(new_path, 0) + 1
+        self._make_ready(new_path)
+
+    # -- history ------------------------------------------------------------------------------
+
+    def _remember(self, job: Job) -> None:
+        self._jobs[job.id] = job
+        self._history.append(job.id)
+        if job.idempotency_key is not None:
+            self._idempotency[(job.kind, job.idempotency_key)] = job.id
+
+    def _find_idempotent(self, kind: JobKind, key: str) -> Job | None:
+        job = self._jobs.get(self._idempotency.get((kind, key), ""))
+        if job is None or utcnow() - job.created_at > IDEMPOTENCY_WINDOW:
+            return None
+        return job
+
+    def _forget_old(self) -> None:
+        """Drop the oldest finished jobs past the store's count or age limits, as a restart would."""
+        cutoff = utcnow() - timedelta(days=self._store.keep_days)
+        while self._history:
+            job = self._jobs.get(self._history[0])
+            if job is None:
+                self._history.popleft()
+                continue
+            if not job.status.finished or job.finished_at is None:
+                return
+            if len(self._jobs) <= self._store.keep_max and job.finished_at >= cutoff:
+                return
+            self._history.popleft()
+            del self._jobs[job.id]
+            if job.idempotency_key is not None and self._idempotency.get((job.kind, job.idempotency_key)) == job.id:
+                del self._idempotency[(job.kind, job.idempotency_key)]
+            self._store.delete(job.id)
+
+    def _retry_after(self) -> int:
+        # A slot frees when one of the running jobs ends.
+        return max(1, min(60, math.ceil(self._avg_run_s / self._n_workers)))
+
+    def _loop_or_fail(self) -> asyncio.AbstractEventLoop:
+        if self._loop is None:
+            raise RuntimeError("job runner not started")
+        return self._loop
+
+
+def _percent(job: Job) -> int:
+    """Progress from bytes when known, else from items; capped at 99 until the job completes."""
+    if job.bytes_total > 0:
+        percent = job.bytes_done * 100 // job.bytes_total
+    elif job.total > 0:
+        percent = job.done * 100 // job.total
+    else:
+        return 0
+    return max(0, min(99, percent))
+
+
+def _message_of(body: Any, default: str) -> str:
+    if isinstance(body, dict):
+        for key in ("message", "error"):
+            if isinstance(body.get(key), str):
+                return body[key]
+    return default
