@@ -14,6 +14,11 @@ DEFAULT_PORT = 8080
 MAX_BODY_BYTES = 1024 * 1024
 #: api.md: a parameter longer than this is refused with 400.
 MAX_PARAM_CHARS = 4096
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+class ConfigError(ValueError):
+    """A setting with a value the server cannot run with; the message names the setting."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,8 +36,27 @@ class Config:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "data_dir", Path(self.data_dir).expanduser().absolute())
+        if not isinstance(self.host, str) or not self.host.strip():
+            raise ConfigError(f"host must be a non-empty string, not {self.host!r}")
+        for name in ("port", "workers", "threads", "max_queued"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise ConfigError(f"{name} must be an integer, not {value!r}")
+        if not 0 <= self.port <= 65535:
+            raise ConfigError(f"port must be between 0 and 65535, not {self.port}")
         if self.workers < 1 or self.threads < 1 or self.max_queued < 1:
-            raise ValueError("workers, threads and max_queued must be at least 1")
+            raise ConfigError("workers, threads and max_queued must be at least 1")
+        if self.api_token is not None and (not isinstance(self.api_token, str) or not self.api_token.isprintable()):
+            raise ConfigError("api_token must be a string of printable characters")
+        for name in ("allowed_hosts", "allowed_origins"):
+            value = getattr(self, name)
+            if isinstance(value, list):
+                value = tuple(value)
+                object.__setattr__(self, name, value)
+            if not isinstance(value, tuple) or not all(isinstance(item, str) and item for item in value):
+                raise ConfigError(f"{name} must be a list of non-empty strings")
+        if not isinstance(self.log_level, str) or self.log_level.upper() not in LOG_LEVELS:
+            raise ConfigError(f"log_level must be one of {', '.join(LOG_LEVELS)}, not {self.log_level!r}")
 
     @property
     def wallets_dir(self) -> Path:
@@ -70,26 +94,40 @@ ENVIRONMENT = {
 }
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m app", description="CloudCoin Wallet Server")
     parser.add_argument("--host", help=f"address to listen on (default {DEFAULT_HOST})")
     parser.add_argument("--port", type=int, help=f"port to listen on (default {DEFAULT_PORT})")
     parser.add_argument("--data-dir", dest="data_dir", help="the Client_Data directory (default ./Client_Data)")
     parser.add_argument("--config", dest="config_file", help="a TOML settings file (see config/default.toml)")
-    return parser.parse_args(argv)
+    return parser
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    return _parser().parse_args(argv)
 
 
 def load_config(
     argv: list[str] | None = None, *, environ: Mapping[str, str] | None = None
 ) -> Config:
-    """Merge the sources, highest first: flags, environment, the TOML file, built-in defaults."""
-    args = parse_args(argv)
-    environ = os.environ if environ is None else environ
+    """Merge the sources, highest first: flags, environment, the TOML file, built-in defaults.
+
+    A bad setting (or an unreadable config file) ends the program with a one-line message and exit
+    status 2, as a bad flag does: the server never starts on a configuration it did not understand.
+    """
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        return build_config(args, os.environ if environ is None else environ)
+    except ConfigError as exc:
+        parser.error(str(exc))
+
+
+def build_config(args: argparse.Namespace, environ: Mapping[str, str]) -> Config:
     settings: dict[str, Any] = {}
     config_file = args.config_file or environ.get("CLOUDCOIN_CONFIG")
     if config_file:
-        with open(config_file, "rb") as fh:
-            settings.update(_from_toml(tomllib.load(fh)))
+        settings.update(read_config_file(Path(config_file)))
     for name, key in ENVIRONMENT.items():
         if environ.get(name):
             settings[key] = environ[name]
@@ -99,15 +137,28 @@ def load_config(
     return Config(**_coerce(settings))
 
 
+def read_config_file(path: Path) -> dict[str, Any]:
+    """The settings of a TOML file, flat; an unknown setting is refused (a typo must not pass unseen)."""
+    try:
+        with open(path, "rb") as fh:
+            document = tomllib.load(fh)
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
+    return _from_toml(document)
+
+
 def _from_toml(document: dict[str, Any]) -> dict[str, Any]:
     """Accept the settings flat or grouped in tables ([server], [jobs], …) as config/default.toml shows."""
     known = {f.name for f in fields(Config)}
     flat: dict[str, Any] = {}
     for key, value in document.items():
-        if isinstance(value, dict):
-            flat.update({k: v for k, v in value.items() if k in known})
-        elif key in known:
-            flat[key] = value
+        items = value.items() if isinstance(value, dict) else [(key, value)]
+        for name, item in items:
+            if name not in known:
+                raise ConfigError(f"unknown setting {name!r} in the config file")
+            flat[name] = item
     return flat
 
 
@@ -115,14 +166,28 @@ def _coerce(settings: dict[str, Any]) -> dict[str, Any]:
     out = dict(settings)
     for key in ("port", "workers", "threads", "max_queued"):
         if key in out:
-            out[key] = int(out[key])
+            out[key] = _integer(key, out[key])
     for key in ("allowed_hosts", "allowed_origins"):
-        if isinstance(out.get(key), str):
-            out[key] = tuple(part.strip() for part in out[key].split(",") if part.strip())
+        value = out.get(key)
+        if isinstance(value, str):
+            out[key] = tuple(part.strip() for part in value.split(",") if part.strip())
+        elif isinstance(value, list):
+            out[key] = tuple(value)
         elif key in out:
-            out[key] = tuple(out[key])
+            raise ConfigError(f"{key} must be a list of strings, not {value!r}")
     if out.get("api_token") == "":
         out["api_token"] = None
     if "data_dir" in out:
+        if not isinstance(out["data_dir"], (str, os.PathLike)) or not os.fspath(out["data_dir"]):
+            raise ConfigError(f"data_dir must be a non-empty path, not {out['data_dir']!r}")
         out["data_dir"] = Path(out["data_dir"])
     return out
+
+
+def _integer(name: str, value: Any) -> int:
+    """An int from TOML (a real integer) or from the environment (decimal digits); never a bool or float."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().isascii() and value.strip().lstrip("-").isdigit():
+        return int(value.strip())
+    raise ConfigError(f"{name} must be an integer, not {value!r}")

@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from app.config import Config
+from app.config import MAX_BODY_BYTES, Config
 from app.errors import ApiError
 
 log = logging.getLogger(__name__)
@@ -67,8 +67,13 @@ def host_name(host: str) -> str:
     return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
 
 
+def normal_origin(origin: str) -> str:
+    """An origin as browsers send it: lower case, no trailing slash (so a configured one compares equal)."""
+    return origin.strip().rstrip("/").lower()
+
+
 def origin_allowed(origin: str, config: Config) -> bool:
-    if origin in config.allowed_origins:
+    if normal_origin(origin) in {normal_origin(o) for o in config.allowed_origins}:
         return True
     try:
         parts = urlsplit(origin)
@@ -82,7 +87,7 @@ def origin_allowed(origin: str, config: Config) -> bool:
 
 
 def security_middleware(config: Config) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
-    allowed_hosts = LOOPBACK_HOSTS | {h.lower() for h in config.allowed_hosts}
+    allowed_hosts = LOOPBACK_HOSTS | {host_name(h) for h in config.allowed_hosts}
 
     @web.middleware
     async def security(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -109,8 +114,14 @@ def security_middleware(config: Config) -> Callable[[web.Request, Handler], Awai
         if config.api_token and request.path != "/api/health":
             supplied = request.headers.get("Authorization", "")
             expected = f"Bearer {config.api_token}"
-            if not hmac.compare_digest(supplied.encode(), expected.encode()):
+            # surrogateescape: a header of stray bytes must compare unequal, not raise.
+            if not hmac.compare_digest(
+                supplied.encode("utf-8", "surrogateescape"), expected.encode("utf-8", "surrogateescape")
+            ):
                 raise ApiError(401, "Missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"})
+        # The 1 MiB limit holds for every request, also one whose handler never reads the body.
+        if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
+            raise ApiError(413, f"Request body is larger than {MAX_BODY_BYTES} bytes")
         return await handler(request)
 
     return security

@@ -6,7 +6,6 @@ from urllib.parse import parse_qsl
 from typing import Any
 
 from aiohttp import web
-from multidict import MultiDictProxy
 
 from app.config import MAX_PARAM_CHARS
 from app.errors import ApiError
@@ -18,12 +17,26 @@ async def read_params(request: web.Request) -> dict[str, str]:
     """All parameters of the request as strings; cached on the request. Bad input is a 400."""
     if _PARAMS_KEY in request:
         return request[_PARAMS_KEY]
-    params = _from_multidict(request.query, where="query")
+    params = _from_query(request.rel_url.raw_query_string)
     params.update(await _from_body(request))
     for name, value in params.items():
         _check(name, value)
     request[_PARAMS_KEY] = params
     return params
+
+
+def _from_query(raw_query: str) -> dict[str, str]:
+    """The query string decoded strictly: aiohttp's `request.query` turns bad UTF-8 into U+FFFD, which
+    would let `?wallet_path=%FF` name a wallet called "\ufffd"."""
+    try:
+        pairs = parse_qsl(raw_query, keep_blank_values=True, errors="strict")
+    except UnicodeDecodeError:
+        raise ApiError(400, "Query string is not valid UTF-8") from None
+    return _from_pairs(pairs, where="query")
+
+
+#: Bodies sent without a useful Content-Type (curl -d, fetch with a string) are sniffed for JSON.
+_SNIFFED_TYPES = frozenset({"", "text/plain", "application/octet-stream", "application/x-www-form-urlencoded"})
 
 
 async def _from_body(request: web.Request) -> dict[str, str]:
@@ -33,7 +46,10 @@ async def _from_body(request: web.Request) -> dict[str, str]:
     if not raw.strip():
         return {}
     content_type = request.content_type
-    if content_type == "application/json" or (content_type in ("", "text/plain") and raw.lstrip()[:1] == b"{"):
+    is_json = content_type in ("application/json", "text/json") or content_type.endswith("+json")
+    if is_json or (
+        content_type in _SNIFFED_TYPES and raw.lstrip()[:1] in (b"{", b"[")
+    ):
         return _from_json(raw)
     if content_type == "application/x-www-form-urlencoded":
         try:
@@ -41,19 +57,34 @@ async def _from_body(request: web.Request) -> dict[str, str]:
         except UnicodeDecodeError:
             raise ApiError(400, "Request body is not valid UTF-8") from None
         return _from_pairs(pairs, where="form body")
-    if content_type == "multipart/form-data":
-        raise ApiError(415, "Send parameters as a query string, a form or a JSON object")
-    return {}
+    raise ApiError(415, "Send parameters as a query string, a form or a JSON object")
 
 
 def _from_json(raw: bytes) -> dict[str, str]:
     try:
-        document = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
+        document = json.loads(
+            raw.decode("utf-8"), object_pairs_hook=_unique_pairs, parse_constant=_no_constant
+        )
+    except UnicodeDecodeError:
+        raise ApiError(400, "Request body is not valid UTF-8") from None
+    except (ValueError, RecursionError):  # JSONDecodeError, an over-long integer, deep nesting
         raise ApiError(400, "Request body is not valid JSON") from None
     if not isinstance(document, dict):
         raise ApiError(400, "Request body must be a JSON object")
     return {name: _json_scalar(name, value) for name, value in document.items() if value is not None}
+
+
+def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    document: dict[str, Any] = {}
+    for name, value in pairs:
+        if name in document:
+            raise ApiError(400, f"Parameter {name} is given more than once in the JSON body")
+        document[name] = value
+    return document
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
 
 
 def _json_scalar(name: str, value: Any) -> str:
@@ -62,10 +93,6 @@ def _json_scalar(name: str, value: Any) -> str:
     if isinstance(value, (str, int, float)):
         return str(value)
     raise ApiError(400, f"Parameter {name} must be a string")
-
-
-def _from_multidict(values: MultiDictProxy[str], *, where: str) -> dict[str, str]:
-    return _from_pairs(list(values.items()), where=where)
 
 
 def _from_pairs(pairs: list[tuple[str, str]], *, where: str) -> dict[str, str]:
@@ -80,9 +107,11 @@ def _from_pairs(pairs: list[tuple[str, str]], *, where: str) -> dict[str, str]:
 def _check(name: str, value: str) -> None:
     if "\0" in name or "\0" in value:
         raise ApiError(400, f"Parameter {name.replace(chr(0), '')} contains a NUL character")
+    if len(name) > MAX_PARAM_CHARS:
+        raise ApiError(400, f"A parameter name is longer than {MAX_PARAM_CHARS} characters")
     if len(value) > MAX_PARAM_CHARS:
         raise ApiError(400, f"Parameter {name} is longer than {MAX_PARAM_CHARS} characters")
-    if any("\ud800" <= c <= "\udfff" for c in value):
+    if any("\ud800" <= c <= "\udfff" for c in name + value):
         raise ApiError(400, f"Parameter {name} is not valid UTF-8")
 
 

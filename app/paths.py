@@ -43,15 +43,20 @@ def wallet_argument(raw: str, wallets_dir: Path) -> Path:
 
 
 #: Windows device names that no folder may be called, on any platform a wallet may travel to.
+#: Windows also treats the superscript digits ¹ ² ³ as digits in COM and LPT names.
 RESERVED_NAMES = frozenset(
-    ["CON", "PRN", "AUX", "NUL"] + [f"COM{i}" for i in range(1, 10)] + [f"LPT{i}" for i in range(1, 10)]
+    ["CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$"]
+    + [f"{device}{digit}" for device in ("COM", "LPT") for digit in "123456789\u00b9\u00b2\u00b3"]
 )
 MAX_NAME_CHARS = 64
-_FORBIDDEN = re.compile(r'[\x00-\x1f\x7f:*?"<>|/\\]')
+# C0 and C1 control characters, DEL, the characters Windows forbids, and both separators.
+_FORBIDDEN = re.compile(r'[\x00-\x1f\x7f-\x9f:*?"<>|/\\]')
 
 
 def folder_name_problem(name: str) -> str | None:
     """Why `name` cannot be a single folder name on every platform, or None when it can."""
+    if not name:
+        return "it is empty"
     if name in (".", ".."):
         return "'.' and '..' are not names"
     if "/" in name or "\\" in name:
@@ -67,8 +72,10 @@ def folder_name_problem(name: str) -> str | None:
         return "it starts with '$'"
     if name.endswith((" ", ".")):
         return "it ends with a space or a dot"
-    if name.split(".")[0].upper() in RESERVED_NAMES:
-        return f"{name.split('.')[0].upper()} is a reserved device name"
+    # Windows ignores an extension and trailing spaces before it: "con.txt" and "COM1 .log" are devices.
+    stem = name.split(".")[0].rstrip(" ").upper()
+    if stem in RESERVED_NAMES:
+        return f"{stem} is a reserved device name"
     if len(name) > MAX_NAME_CHARS:
         return f"it is longer than {MAX_NAME_CHARS} characters"
     return None

@@ -36,15 +36,29 @@ class Registry:
         return None
 
 
-def parse_registry(text: str) -> Registry:
+def parse_registry(text: str | bytes) -> Registry:
+    """The rows of a registry file. Lines are split on newlines only (a path may hold any other
+    character); a line that is not UTF-8 or not a valid row is skipped with a warning and kept in
+    `bad_rows`, so that the next write can save the original beside the new file."""
     entries: list[RegistryEntry] = []
     bad: list[str] = []
     seen: set[str] = set()
-    for line in text.splitlines():
+    raw = text.encode("utf-8", "surrogateescape") if isinstance(text, str) else text
+    if raw.startswith(b"\xef\xbb\xbf"):  # a byte-order mark left by a Windows editor
+        raw = raw[3:]
+    for raw_line in raw.split(b"\n"):
+        raw_line = raw_line.removesuffix(b"\r")
+        try:
+            line = raw_line.decode("utf-8")
+        except UnicodeDecodeError:
+            shown = raw_line.decode("utf-8", "backslashreplace")
+            log.warning("wallet registry: skipping a row that is not UTF-8: %s", shown)
+            bad.append(shown)
+            continue
         if not line.strip() or line.lstrip().startswith("#"):
             continue
         try:
-            row = next(csv.reader([line]))
+            row = next(csv.reader([line], strict=True))
         except csv.Error:
             row = []
         if tuple(cell.strip() for cell in row) == HEADER:
@@ -64,12 +78,25 @@ def _entry_from_row(row: list[str]) -> RegistryEntry | None:
         return None
     path = row[0]
     kind = row[1].strip() if len(row) == 2 else "local"
-    if not path or "\0" in path or not os.path.isabs(path) or kind not in TYPES:
+    if not path or path_problem(path) or not os.path.isabs(path) or kind not in TYPES:
         return None
-    return RegistryEntry(path, kind)
+    # A hand-edited row may carry a trailing slash or a doubled one; the registry compares canonical paths.
+    return RegistryEntry(os.path.normpath(path), kind)
+
+
+def path_problem(path: str) -> str | None:
+    """Why `path` cannot be a registry row (the file is one row per line), or None when it can."""
+    if any(ch in path for ch in "\0\n\r"):
+        return "it contains a line break or a NUL character"
+    if any("\ud800" <= ch <= "\udfff" for ch in path):
+        return "it is not valid UTF-8"
+    return None
 
 
 def render_registry(entries: list[RegistryEntry] | tuple[RegistryEntry, ...]) -> bytes:
+    for entry in entries:
+        if path_problem(entry.wallet_path):
+            raise ValueError(f"not a registrable path: {entry.wallet_path!r}")
     out = io.StringIO()
     out.write(COMMENT + "\n")
     writer = csv.writer(out, lineterminator="\n")
@@ -85,17 +112,18 @@ def read_registry(path: Path) -> Registry:
         data = path.read_bytes()
     except FileNotFoundError:
         return Registry(())
-    return parse_registry(data.decode("utf-8", errors="replace"))
+    return parse_registry(data)
 
 
 def write_registry(path: Path, entries: list[RegistryEntry] | tuple[RegistryEntry, ...]) -> None:
     """Replace the registry atomically; rows of the old file that could not be parsed are kept beside it."""
+    data = render_registry(entries)
     current = read_registry(path)
     if current.bad_rows:
         keep = path.with_name(f"{path.name}.bad-{time.strftime('%Y%m%d-%H%M%S')}-{time.time_ns() % 10**9}")
         atomic_write_bytes(keep, path.read_bytes())
         log.warning("wallet registry: unparsable rows kept in %s", keep)
-    atomic_write_bytes(path, render_registry(entries))
+    atomic_write_bytes(path, data)
 
 
 def location_type(path: str) -> str:

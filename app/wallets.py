@@ -7,8 +7,10 @@ own thread pool through `run_blocking`; the event loop only awaits. Registry cha
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
+import shutil
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -19,7 +21,7 @@ from app import coins
 from app.config import Config
 from app.errors import ApiError, WalletNotFound
 from app.paths import Unresolvable, canonical, folder_name_problem, is_inside, wallet_argument
-from app.registry import Registry, RegistryEntry, location_type, read_registry, write_registry
+from app.registry import Registry, RegistryEntry, location_type, path_problem, read_registry, write_registry
 from app.storage import atomic_write_bytes
 
 log = logging.getLogger(__name__)
@@ -79,6 +81,31 @@ def make_wallet_folder(path: Path) -> None:
     atomic_write_bytes(path / "config.toml", config.encode())
 
 
+def _registration_problem(path: Path, registry: Registry) -> str | None:
+    """Why the wallet folder at canonical `path` cannot be added to `registry`, or None.
+
+    A wallet inside another one (or around one) would be archived with it and left behind by its
+    rename, so the registry never holds two nested wallets."""
+    problem = path_problem(str(path))
+    if problem:
+        return f"the path cannot be a registry row ({problem})"
+    for entry in registry.entries:
+        other = Path(entry.wallet_path)
+        if other != path and (is_inside(path, other) or is_inside(other, path)):
+            return f"it is nested with the registered wallet {other}"
+    return None
+
+
+def _remove_new_wallet(path: Path) -> None:
+    """Undo make_wallet_folder: the folder was created by this request and holds no coin yet."""
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _require_online(wallet: Wallet) -> None:
+    if not is_wallet_folder(wallet.path):
+        raise ApiError(404, f"Wallet folder is missing (offline): {wallet.path}")
+
+
 def _toml_escape(text: str) -> str:
     return text.replace("\\", "\\\\").replace('"', '\\"')
 
@@ -101,8 +128,9 @@ class WalletService:
         for folder in (config.data_dir, config.wallets_dir, config.jobs_dir, config.logs_dir):
             folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         default = canonical(config.wallets_dir) / DEFAULT_WALLET
-        if not default.exists():
+        if not os.path.lexists(default):
             make_wallet_folder(default)
+        default = canonical(default)
         registry = read_registry(config.registry_path)
         if not config.registry_path.exists() or not registry.entries and not registry.bad_rows:
             write_registry(config.registry_path, [RegistryEntry(str(default), "local")])
@@ -182,26 +210,41 @@ class WalletService:
 
     def _create(self, raw: str) -> Wallet:
         name = os.path.basename(raw.rstrip("/"))
-        problem = folder_name_problem(name) if name else "it is empty"
+        problem = folder_name_problem(name)
         if problem:
             raise ApiError(400, f"Invalid wallet name: {problem}")
         try:
             path = wallet_argument(raw, self._config.wallets_dir)
         except Unresolvable:
             raise ApiError(400, f"Invalid wallet path: {raw}") from None
+        problem = path_problem(str(path))
+        if problem:
+            raise ApiError(400, f"Invalid wallet path: {problem}")
         if is_inside(path, self.data_dir) and not is_inside(path, canonical(self._config.wallets_dir)):
             raise ApiError(400, "A wallet cannot live inside Client_Data outside its Wallets folder")
+        registry = self.read()
+        if registry.index_of(str(path)) is not None:
+            # Registered but its folder is missing (an unplugged stick): a new folder would shadow it.
+            raise ApiError(409, f"A wallet is already registered at: {path}")
         if os.path.lexists(path):
             raise ApiError(409, f"A wallet or file already exists at: {path}")
+        for entry in registry.entries:
+            if is_inside(path, Path(entry.wallet_path)):
+                raise ApiError(400, f"A wallet cannot live inside another wallet: {entry.wallet_path}")
         if not path.parent.is_dir():
             raise ApiError(400, f"Parent folder does not exist: {path.parent}")
         try:
             make_wallet_folder(path)
         except OSError as exc:
+            _remove_new_wallet(path)
             raise ApiError(500, f"Cannot create wallet folder: {exc.strerror}") from exc
-        registry = self.read()
         entries = [*registry.entries, RegistryEntry(str(path), location_type(str(path)))]
-        self.save(entries)
+        try:
+            self.save(entries)
+        except OSError:
+            # Either both happen or neither: an unregistered new folder would be invisible and block the name.
+            _remove_new_wallet(path)
+            raise
         return self.wallet_at(Registry(tuple(entries)), len(entries) - 1)
 
     async def switch(self, raw: str) -> Wallet:
@@ -234,14 +277,27 @@ class WalletService:
         if is_wallet_folder(path):
             found = [path]
         else:
+            try:
+                names = os.listdir(path)
+            except OSError as exc:
+                raise ApiError(400, f"Location cannot be read: {raw} ({exc.strerror})") from exc
             found = sorted(
-                child for child in (path / name for name in os.listdir(path))
+                child for child in (path / name for name in names)
                 if not child.is_symlink() and child.is_dir() and is_wallet_folder(child)
             )
-        if not found:
-            raise ApiError(404, f"No wallet folder (with Bank and Fracked) found at: {raw}")
         registry = self.read()
-        added = [str(p) for p in found if registry.index_of(str(p)) is None]
+        usable = []
+        for candidate in found:
+            problem = _registration_problem(candidate, registry)
+            if problem is None:
+                usable.append(candidate)
+            else:
+                log.warning("wallet folder %r is not registered: %s", str(candidate), problem)
+        if found and not usable:
+            raise ApiError(400, f"Cannot register {raw}: {_registration_problem(found[0], registry)}")
+        if not usable:
+            raise ApiError(404, f"No wallet folder (with Bank and Fracked) found at: {raw}")
+        added = [str(p) for p in usable if registry.index_of(str(p)) is None]
         if added:
             self.save([*registry.entries, *(RegistryEntry(p, location_type(p)) for p in added)])
         return added
@@ -252,31 +308,84 @@ class WalletService:
 
 # -- reading coin folders (blocking; run on the thread pool) -----------------------------------
 
+class _CoinFolder:
+    """One coin folder opened once: its .bin names, and each file opened relative to the folder's
+    descriptor (no path walk per file, and a file swapped for a link after the listing is not followed).
+
+    A missing folder (the server tolerates all but Bank and Fracked missing) holds no coin; a folder
+    that cannot be opened or listed raises OSError for the caller to report."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.fd: int | None = None
+        self._error: OSError | None = None
+        try:
+            self.fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+        except (FileNotFoundError, NotADirectoryError):
+            pass
+        except OSError as exc:
+            self._error = exc
+
+    def __enter__(self) -> _CoinFolder:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+
+    def names(self, *, ordered: bool = True) -> list[str]:
+        """Names of the regular .bin files (sorted unless `ordered` is false); links are never followed.
+
+        Sorting 100,000 names holds the GIL for tens of milliseconds in one stretch, stalling the event
+        loop; a balance does not need the order."""
+        if self._error is not None:
+            raise self._error
+        if self.fd is None:
+            return []
+        with os.scandir(self.fd) as it:
+            names = [e.name for e in it if e.name.lower().endswith(".bin") and e.is_file(follow_symlinks=False)]
+        if ordered:
+            names.sort()
+        return names
+
+    def inspect(self, name: str) -> coins.CoinFileInfo | None:
+        """The file's headers, or None (logged) when it cannot be read or is not a coin file."""
+        if self.fd is None:  # the folder is gone: never fall back to a path relative to the cwd
+            return None
+        try:
+            return coins.inspect_coin_file(_read_file(self.fd, name))
+        except (OSError, coins.CoinFileError) as exc:
+            log.info("coin file %s is unreadable: %s", self.path / name, exc)
+            return None
+
+
 def _coin_files(folder: Path) -> list[str]:
-    """Names of the regular .bin files directly in `folder`, sorted; links are never followed."""
-    try:
-        with os.scandir(folder) as it:
-            return sorted(
-                e.name for e in it if e.name.lower().endswith(".bin") and e.is_file(follow_symlinks=False)
-            )
-    except (FileNotFoundError, NotADirectoryError):
-        return []
+    with _CoinFolder(folder) as coin_folder:
+        return coin_folder.names()
 
 
-def _read_file(path: Path) -> bytes:
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+#: The largest well-formed coin file: 65,535 records with PANs. Anything larger is not read whole.
+_MAX_COIN_FILE = coins.HEADER_SIZE + coins.NONCE_SIZE + 0xFFFF * (coins.COIN_HEADER_SIZE + 2 * coins.AN_BLOCK)
+#: One read takes a whole single-coin file (439 or 455 bytes) and most export files.
+_READ_CHUNK = 1 << 16
+
+
+def _read_file(dir_fd: int | None, name: str) -> bytes:
+    """The whole file `name` in the folder `dir_fd`; never follows a link, never blocks on a FIFO."""
+    fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=dir_fd)
     try:
-        return os.read(fd, 1 << 20)
+        data = os.read(fd, _READ_CHUNK)
+        if len(data) < _READ_CHUNK:
+            return data
+        chunks, size = [data], len(data)
+        while chunk := os.read(fd, _READ_CHUNK):
+            size += len(chunk)
+            if size > _MAX_COIN_FILE:
+                raise coins.CoinFileError("too large for a coin file")
+            chunks.append(chunk)
+        return b"".join(chunks)
     finally:
         os.close(fd)
-
-
-def _inspect(path: Path) -> coins.CoinFileInfo | None:
-    try:
-        return coins.inspect_coin_file(_read_file(path))
-    except (OSError, coins.CoinFileError) as exc:
-        log.info("coin file %s is unreadable: %s", path, exc)
-        return None
 
 
 def _denomination_of(units: int) -> int | None:
@@ -287,6 +396,7 @@ def _denomination_of(units: int) -> int | None:
 
 
 def wallet_balance(wallet: Wallet) -> dict[str, Any]:
+    _require_online(wallet)
     body: dict[str, Any] = {
         "command": "wallet-balance",
         "success": True,
@@ -300,24 +410,29 @@ def wallet_balance(wallet: Wallet) -> dict[str, Any]:
     unreadable: list[str] = []
     for folder in VALUE_FOLDERS:
         value = notes = 0
-        for name in _coin_files(wallet.path / folder):
-            info = _inspect(wallet.path / folder / name)
-            if info is None:
-                units = coins.value_from_file_name(name)
-                if units is None:
-                    unreadable.append(f"{folder}/{name}")
-                    continue
-                value += units
-                notes += 1
-                denomination = _denomination_of(units)
-                if denomination is not None:
-                    denominations[denomination] += 1
-                continue
-            encrypted += info.encrypted
-            for coin in info.coins:
-                denominations[coin.denomination] += 1
-            value += info.total_value
-            notes += info.coin_count
+        try:
+            with _CoinFolder(wallet.path / folder) as coin_folder:
+                for name in coin_folder.names(ordered=False):
+                    info = coin_folder.inspect(name)
+                    if info is None:
+                        units = coins.value_from_file_name(name)
+                        if units is None:
+                            unreadable.append(f"{folder}/{name}")
+                            continue
+                        value += units
+                        notes += 1
+                        denomination = _denomination_of(units)
+                        if denomination is not None:
+                            denominations[denomination] += 1
+                        continue
+                    encrypted += info.encrypted
+                    for coin in info.coins:
+                        denominations[coin.denomination] += 1
+                    value += info.total_value
+                    notes += info.coin_count
+        except OSError as exc:  # the folder itself cannot be opened or listed
+            log.warning("coin folder %s cannot be listed: %s", wallet.path / folder, exc)
+            unreadable.append(f"{folder}/")
         key = folder.lower()
         body[f"{key}_value"] = _units_to_json(value)
         body[f"{key}_notes"] = notes
@@ -326,7 +441,7 @@ def wallet_balance(wallet: Wallet) -> dict[str, Any]:
     body["total_value"] = _units_to_json(body["total_value"])
     body["denominations"] = {str(d): n for d, n in sorted(denominations.items())}
     body["encrypted_notes"] = encrypted
-    body["unreadable_files"] = unreadable
+    body["unreadable_files"] = sorted(unreadable)
     return body
 
 
@@ -339,25 +454,35 @@ def _units_to_json(units: int) -> int | float:
 
 
 def wallet_coins(wallet: Wallet, folder: str, offset: int, limit: int) -> dict[str, Any]:
+    _require_online(wallet)
     folders = VALUE_FOLDERS if folder == "all" else (folder,)
-    listing = [(f, name) for f in folders for name in _coin_files(wallet.path / f)]
+    listing: list[tuple[str, str]] = []
+    for f in folders:
+        try:
+            listing.extend((f, name) for name in _coin_files(wallet.path / f))
+        except OSError as exc:
+            log.warning("coin folder %s cannot be listed: %s", wallet.path / f, exc)
     page = []
-    for f, name in listing[offset : offset + limit]:
-        info = _inspect(wallet.path / f / name)
-        coin = info.coins[0] if info is not None and info.coins else None
-        page.append(
-            {
-                "folder": f,
-                "file": name,
-                "serial_number": coin.serial_number if coin else None,
-                "denomination": coin.denomination if coin else None,
-                "value": _units_to_json(info.total_value) if info else _name_value(name),
-                "encrypted": bool(info.encrypted) if info else None,
-                "pown": info.pown if info else None,
-                **({"coin_count": info.coin_count} if info and info.is_multi else {}),
-                **({} if info else {"unreadable": True}),
-            }
-        )
+    opened: dict[str, _CoinFolder] = {}
+    with contextlib.ExitStack() as stack:
+        for f, name in listing[offset : offset + limit]:
+            if f not in opened:
+                opened[f] = stack.enter_context(_CoinFolder(wallet.path / f))
+            info = opened[f].inspect(name)
+            coin = info.coins[0] if info is not None and info.coins else None
+            page.append(
+                {
+                    "folder": f,
+                    "file": name,
+                    "serial_number": coin.serial_number if coin else None,
+                    "denomination": coin.denomination if coin else None,
+                    "value": _units_to_json(info.total_value) if info else _name_value(name),
+                    "encrypted": bool(info.encrypted) if info else None,
+                    "pown": info.pown if info else None,
+                    **({"coin_count": info.coin_count} if info and info.is_multi else {}),
+                    **({} if info else {"unreadable": True}),
+                }
+            )
     return {
         "command": "show-coins",
         "success": True,
