@@ -282,7 +282,9 @@ class WalletService:
             except OSError as exc:
                 raise ApiError(400, f"Location cannot be read: {raw} ({exc.strerror})") from exc
             found = sorted(
-                child for child in (path / name for name in names)
+                # Dot folders are never wallets (names cannot start with '.'); a restore in progress
+                # extracts into one and must not be registered half-written.
+                child for child in (path / name for name in names if not name.startswith("."))
                 if not child.is_symlink() and child.is_dir() and is_wallet_folder(child)
             )
         registry = self.read()

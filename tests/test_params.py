@@ -251,3 +251,8 @@ async def test_bad_input_to_create_changes_nothing(client, data_dir: Path, send)
     assert response.content_type == "application/json"
     assert (data_dir / "wallet-locations.csv").read_bytes() == before
     assert sorted(p.name for p in (data_dir / "Wallets").iterdir()) == wallets_before
+async def test_long_non_ascii_query_is_json_400(client):
+    r = await client.get("/api/wallets/balance", params={"wallet_path": "é" * 4097})
+    assert r.status == 400
+    body = await r.json()
+    assert body["code"] == 400 and "longer than 4096" in body["error"]

@@ -686,3 +686,12 @@ async def test_locations_of_a_single_unregistrable_folder_is_400(client, data_di
     before = snapshot(data_dir)
     await error(await client.post("/api/wallets/locations", json={"path": str(odd)}), 400)
     assert snapshot(data_dir) == before
+
+
+async def test_locations_scan_skips_dot_folders_such_as_a_restore_in_progress(client, tmp_path):
+    place = tmp_path / "place"
+    for name in ("Real", ".cloudcoin-restore-abc.tmp"):
+        (place / name / "Bank").mkdir(parents=True)
+        (place / name / "Fracked").mkdir()
+    body = await (await client.post("/api/wallets/locations", json={"path": str(place)})).json()
+    assert body["wallets_added"] == [str((place / "Real").resolve())]
