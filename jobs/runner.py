@@ -2,17 +2,10 @@
 
 Jobs on one wallet form a lane and run one at a time in submission order; lanes run in parallel on
 ``workers`` async workers. A job function runs on the event loop and hands its blocking parts to the
-app's executor through ``JobContext.run_blocking``. Whatever the function raises becomes the job's
-final state (errors are data); nothing escapes as an unretrieved task exception.
-
-Exceptions, as the HTTP side maps them::
-
-    QueueFull            submit refused, too many queued jobs          -> 503 + Retry-After
-      RunnerClosed       submit refused, the runner is shutting down   -> 503 + Retry-After
-    JobNotFound          no such job id (a LookupError)                -> 404
-    JobNotCancellable    finished, or past its point of no return      -> 409
-
-Job code raises ``JobFailed`` (an exact HTTP answer) or ``JobCancelled`` (see ``models``).
+app's executor through ``JobContext.run_blocking`` (see ``context``). Whatever the function raises
+becomes the job's final state (errors are data); nothing escapes as an unretrieved task exception.
+The exceptions the runner raises, and how the HTTP side maps them, are drawn in ``errors``; they are
+re-exported here so callers need only this module.
 """
 
 from __future__ import annotations
@@ -20,84 +13,48 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import copy
-import functools
 import logging
 import math
 import threading
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from types import MappingProxyType
-from typing import Any, TypeVar
+from datetime import timedelta
+from typing import Any
 
+from .context import JobContext, JobView
+from .errors import (
+    INTERNAL_ERROR,
+    INTERRUPTED_ERROR,
+    INTERRUPTED_MESSAGE,
+    JobNotCancellable,
+    JobNotFound,
+    QueueFull,
+    RunnerClosed,
+)
 from .models import Job, JobCancelled, JobFailed, JobKind, JobStatus, utcnow
 from .store import JobStore
 
+__all__ = [
+    "INTERRUPTED_MESSAGE",
+    "CleanupFunc",
+    "JobContext",
+    "JobFunc",
+    "JobNotCancellable",
+    "JobNotFound",
+    "JobRunner",
+    "JobView",
+    "QueueFull",
+    "RunnerClosed",
+]
+
 log = logging.getLogger(__name__)
 
-T = TypeVar("T")
-
-JobFunc = Callable[["JobContext"], Awaitable[dict[str, Any]]]
+JobFunc = Callable[[JobContext], Awaitable[dict[str, Any]]]
 CleanupFunc = Callable[[Job], None]
 
-#: shortest time between two published progress updates of a job (jobs.md: at most 10 per second)
-REPORT_INTERVAL_S = 0.1
 #: how long an idempotency key finds the job it created
 IDEMPOTENCY_WINDOW = timedelta(hours=24)
-#: longest a worker thread waits for the event loop to carry out a call it handed over
-LOOP_CALL_TIMEOUT_S = 30.0
-#: Retry-After while shutting down: a restarted server needs a few seconds
-CLOSED_RETRY_AFTER_S = 10
-
-INTERRUPTED_MESSAGE = "Interrupted by server restart"
-INTERRUPTED_ERROR: dict[str, Any] = {
-    "http_status": 500,
-    "body": {"success": False, "error": INTERRUPTED_MESSAGE, "code": 500},
-}
-INTERNAL_ERROR: dict[str, Any] = {
-    "http_status": 500,
-    "body": {"success": False, "error": "Internal server error", "code": 500},
-}
-
-
-class QueueFull(Exception):
-    """Too many jobs are queued; try again after ``retry_after`` seconds."""
-
-    def __init__(self, retry_after: int, message: str = "Too many jobs queued") -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
-
-
-class RunnerClosed(QueueFull):
-    """The runner is shutting down and takes no new jobs."""
-
-    def __init__(self) -> None:
-        super().__init__(CLOSED_RETRY_AFTER_S, "Server is shutting down")
-
-
-class JobNotFound(LookupError):
-    """No job has this id (or it has left the history)."""
-
-
-class JobNotCancellable(Exception):
-    """The job has finished, or can no longer stop (a rename whose folder move has begun)."""
-
-    def __init__(self, job: Job) -> None:
-        state = job.status if job.status.finished else "past its point of no return"
-        super().__init__(f"job {job.id} cannot be cancelled: {state}")
-        self.job = job
-
-
-@dataclass(frozen=True, slots=True)
-class JobView:
-    """What a job function may read about its job."""
-
-    id: str
-    kind: JobKind
-    wallet_path: str
-    params: Mapping[str, Any]
-    created_at: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,148 +62,6 @@ class _Registration:
     func: JobFunc
     cleanup: CleanupFunc | None
     cancellable: bool
-
-
-class JobContext:
-    """Handed to a job function. Methods marked (thread-safe) may also be called from executor threads."""
-
-    def __init__(self, runner: JobRunner, job: Job, secrets: Mapping[str, Any] | None) -> None:
-        self._runner = runner
-        self._job = job
-        self._loop = runner._loop_or_fail()
-        self.job = JobView(job.id, job.kind, job.wallet_path, MappingProxyType(dict(job.params)), job.created_at)
-        #: in-memory-only values given to submit() (e.g. a key): never stored, never in the JSON
-        self.secrets: Mapping[str, Any] = MappingProxyType(dict(secrets or {}))
-        #: set when a cancel is requested; blocking code checks it between files
-        self.cancel_event = threading.Event()
-        # Guards the cancel/forbid race and the pending report values.
-        self._lock = threading.Lock()
-        self._forbidden = False
-        self._closed = False
-        self._pending: dict[str, Any] = {}
-        self._scheduled = False
-        self._timer: asyncio.TimerHandle | None = None
-        self._last_publish = -math.inf
-
-    def __repr__(self) -> str:
-        return f"<JobContext {self._job!r} cancel_requested={self.cancel_event.is_set()}>"
-
-    @property
-    def cancel_requested(self) -> bool:
-        return self.cancel_event.is_set()
-
-    def check_cancelled(self) -> None:
-        """Raise JobCancelled if a cancel was requested. (thread-safe)"""
-        if self.cancel_event.is_set():
-            raise JobCancelled()
-
-    def forbid_cancel(self) -> None:
-        """From now on a cancel answers JobNotCancellable and the job runs to its end. (thread-safe)
-
-        Raises JobCancelled instead if a cancel came first, so a rename calls this right before its
-        folder move and never moves a folder after it told a client "cancelled".
-        """
-        with self._lock:
-            if self.cancel_event.is_set():
-                raise JobCancelled()
-            self._forbidden = True
-        # Only the record's flag; the lock above already settled the race with cancel().
-        self._call_in_loop(setattr, self._job, "cancellable", False, wait=False)
-
-    def report(
-        self,
-        *,
-        done: int | None = None,
-        total: int | None = None,
-        bytes_done: int | None = None,
-        bytes_total: int | None = None,
-        message: str | None = None,
-    ) -> None:
-        """Record progress; published at most every REPORT_INTERVAL_S, latest values win. (thread-safe)"""
-        values: dict[str, Any] = {}
-        for name, value in (("done", done), ("total", total), ("bytes_done", bytes_done), ("bytes_total", bytes_total)):
-            if value is not None:
-                values[name] = max(0, int(value))
-        if message is not None:
-            values["message"] = str(message)
-        with self._lock:
-            if self._closed:
-                return
-            self._pending.update(values)
-            if self._scheduled:
-                return
-            self._scheduled = True
-        try:
-            self._loop.call_soon_threadsafe(self._deliver)
-        except RuntimeError:  # the loop has closed; nobody is left to tell
-            pass
-
-    async def run_blocking(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
-        """Run ``fn(*args, **kwargs)`` on the runner's executor (never the loop's default one)."""
-        return await self._loop.run_in_executor(self._runner._executor, functools.partial(fn, *args, **kwargs))
-
-    def move_wallet(self, old_path: str, new_path: str) -> None:
-        """Tell the runner the wallet moved: queued jobs on ``old_path`` and the lane follow it. (thread-safe)"""
-        self._call_in_loop(self._runner._move_wallet, self._job.id, old_path, new_path)
-
-    # -- runner side (loop thread) ------------------------------------------------------------
-
-    def _request_cancel(self) -> bool:
-        with self._lock:
-            if self._forbidden:
-                return False
-            self.cancel_event.set()
-            return True
-
-    def _deliver(self) -> None:
-        if self._closed:
-            return
-        delay = self._last_publish + REPORT_INTERVAL_S - self._loop.time()
-        if delay > 0:
-            self._timer = self._loop.call_later(delay, self._publish_pending)
-        else:
-            self._publish_pending()
-
-    def _publish_pending(self) -> None:
-        self._timer = None
-        with self._lock:
-            values, self._pending = self._pending, {}
-            self._scheduled = False
-            if self._closed:
-                return
-        self._last_publish = self._loop.time()
-        self._runner._apply_report(self._job, values, publish=True)
-
-    def _close(self) -> dict[str, Any]:
-        """Stop taking reports; return the values not yet published."""
-        with self._lock:
-            self._closed = True
-            values, self._pending = self._pending, {}
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        return values
-
-    def _call_in_loop(self, fn: Callable[..., Any], *args: Any, wait: bool = True) -> Any:
-        if threading.get_ident() == self._runner._loop_thread:
-            return fn(*args)
-        if not wait:
-            try:
-                self._loop.call_soon_threadsafe(fn, *args)
-            except RuntimeError:  # the loop has closed
-                pass
-            return None
-        result: concurrent.futures.Future[Any] = concurrent.futures.Future()
-
-        def call() -> None:
-            try:
-                result.set_result(fn(*args))
-            except BaseException as exc:  # handed back to the calling thread
-                result.set_exception(exc)
-
-        self._loop.call_soon_threadsafe(call)
-        # Bounded, so a thread never hangs on a loop that has stopped running callbacks.
-        return result.result(timeout=LOOP_CALL_TIMEOUT_S)
 
 
 class JobRunner:
@@ -325,13 +140,7 @@ class JobRunner:
             except Exception:
                 log.exception("cleanup of interrupted job %s (%s) failed", job.id, job.kind)
         # Marked failed only after its cleanup ran, so a crash during cleanup retries it next start.
-        job.status = JobStatus.FAILED
-        job.finished_at = utcnow()
-        job.error = copy.deepcopy(INTERRUPTED_ERROR)
-        job.message = INTERRUPTED_MESSAGE
-        job.cancellable = False
-        job.seq += 1
-        self._store.put(job)
+        self._finish(job, JobStatus.FAILED, error=copy.deepcopy(INTERRUPTED_ERROR))
 
     # -- submitting and reading ---------------------------------------------------------------
 
@@ -417,11 +226,8 @@ class JobRunner:
         job = self.get(job_id)
         if job.status.finished or (timeout is not None and timeout <= 0):
             return job
-        future = self._finished.get(job_id)
-        if future is None:
-            future = self._finished[job_id] = self._loop_or_fail().create_future()
         # asyncio.wait never cancels what it waits on: a disconnecting client leaves the job alone.
-        await asyncio.wait((future,), timeout=timeout)
+        await asyncio.wait((self._watch(self._finished, job_id),), timeout=timeout)
         return job
 
     async def events(self, job_id: str, *, after: int = 0, keepalive: float | None = None) -> AsyncIterator[Job | None]:
@@ -444,11 +250,21 @@ class JobRunner:
                 yield None
 
     async def _next_change(self, job_id: str, timeout: float | None) -> bool:
-        future = self._changed.get(job_id)
-        if future is None:
-            future = self._changed[job_id] = self._loop_or_fail().create_future()
-        done, _ = await asyncio.wait((future,), timeout=timeout)
+        done, _ = await asyncio.wait((self._watch(self._changed, job_id),), timeout=timeout)
         return bool(done)
+
+    def _watch(self, futures: dict[str, asyncio.Future[None]], job_id: str) -> asyncio.Future[None]:
+        """The future in ``futures`` that the job's next change (or its end) resolves; shared by all watchers."""
+        future = futures.get(job_id)
+        if future is None:
+            future = futures[job_id] = self._loop_or_fail().create_future()
+        return future
+
+    @staticmethod
+    def _wake(futures: dict[str, asyncio.Future[None]], job_id: str) -> None:
+        future = futures.pop(job_id, None)
+        if future is not None and not future.done():
+            future.set_result(None)
 
     # -- cancelling ---------------------------------------------------------------------------
 
@@ -461,14 +277,16 @@ class JobRunner:
             self._unqueue(job)
             self._finish(job, JobStatus.CANCELLED)
             return job
-        context = self._running[job.id]
-        registration = self._registry[job.kind]
-        if not registration.cancellable or not context._request_cancel():
+        if not self._request_cancel(job):
             raise JobNotCancellable(job)
         if job.message != "Cancelling":
             job.message = "Cancelling"
             self._publish(job, persist=False)
         return job
+
+    def _request_cancel(self, job: Job) -> bool:
+        """Ask a running job to stop; False if its kind never stops or it is past its point of no return."""
+        return self._registry[job.kind].cancellable and self._running[job.id]._request_cancel()
 
     def _unqueue(self, job: Job) -> None:
         lane = self._lanes[job.wallet_path]
@@ -498,14 +316,11 @@ class JobRunner:
             self._lanes.clear()
             self._n_queued = 0
             self._secrets.clear()
-            for job_id, context in self._running.items():
-                if self._registry[self._jobs[job_id].kind].cancellable:
-                    context._request_cancel()
+            for job_id in self._running:
+                self._request_cancel(self._jobs[job_id])
             await self._stop_workers(timeout)
-            for future in self._changed.values():
-                if not future.done():
-                    future.set_result(None)
-            self._changed.clear()
+            for job_id in list(self._changed):
+                self._wake(self._changed, job_id)
             await self._store.close()
         finally:
             self._closed.set()
@@ -542,7 +357,7 @@ class JobRunner:
             if not lane:
                 del self._lanes[wallet]
             self._n_queued -= 1
-            self._busy[wallet] = self._busy.get(wallet, 0) + 1
+            self._occupy(wallet)
             self._lane_of[job.id] = wallet
             try:
                 await self._run(job)
@@ -550,6 +365,9 @@ class JobRunner:
                 self._release(self._lane_of.pop(job.id))
             # A trivial job never suspends; yield so the store writer and requests get their turn.
             await asyncio.sleep(0)
+
+    def _occupy(self, wallet: str) -> None:
+        self._busy[wallet] = self._busy.get(wallet, 0) + 1
 
     def _release(self, wallet: str) -> None:
         left = self._busy[wallet] - 1
@@ -648,17 +466,13 @@ class JobRunner:
         else:
             job.message = "Cancelled"
         self._publish(job, persist=persist)
-        future = self._finished.pop(job.id, None)
-        if future is not None and not future.done():
-            future.set_result(None)
+        self._wake(self._finished, job.id)
 
     def _publish(self, job: Job, *, persist: bool) -> None:
         job.seq += 1
         if persist:
             self._store.put(job)
-        future = self._changed.pop(job.id, None)
-        if future is not None and not future.done():
-            future.set_result(None)
+        self._wake(self._changed, job.id)
 
     def _move_wallet(self, job_id: str, old_path: str, new_path: str) -> None:
         if old_path == new_path:
@@ -679,7 +493,7 @@ class JobRunner:
             # The mover keeps the lane, now under its new name, until it finishes.
             self._lane_of[job_id] = new_path
             self._release(old_path)
-            self._busy[new_path] = self._busy.get(new_path, 0) + 1
+            self._occupy(new_path)
         self._make_ready(new_path)
 
     # -- history ------------------------------------------------------------------------------
