@@ -66,6 +66,10 @@ async def _executor(app: web.Application) -> AsyncIterator[None]:
 
 async def _wallets(app: web.Application) -> AsyncIterator[None]:
     service = WalletService(app[config_key], run_blocking=blocking_runner(app))
+    # A rename that a crash interrupted is settled first, before the Default wallet is checked and
+    # before any job can touch that wallet (jobs.md): folder and registry agree again.
+    for line in await blocking_runner(app)(rename.settle_journal, app[config_key]):
+        log.warning("rename journal: %s", line)
     await blocking_runner(app)(service.prepare_data_dir)
     app[wallets_key] = service
     yield
@@ -79,9 +83,6 @@ async def _jobs(app: web.Application) -> AsyncIterator[None]:
         workers=config.workers,
         max_queued=config.max_queued,
     )
-    # A rename that a crash interrupted is settled before any job can touch that wallet (jobs.md).
-    for line in await blocking_runner(app)(rename.settle_journal, config):
-        log.warning("rename journal: %s", line)
     services = {"config": config, "wallets": app[wallets_key], "keyring": app[keyring_key]}
     for module in (backup, rename, restore):
         module.register(runner, **services)

@@ -70,6 +70,8 @@ def _operation(route: Any, method: str) -> dict[str, Any]:
                 for media in ("application/json", "application/x-www-form-urlencoded")
             },
         }
+    if route.deprecated:
+        operation["deprecated"] = True
     if route.job:
         operation["responses"]["202"] = {"description": "Job accepted (Prefer: respond-async or async=true)"}
     return operation

@@ -6,7 +6,7 @@ from typing import Awaitable, Callable
 
 from aiohttp import web
 
-from app.views import backup, jobs, login, rename, system, wallets
+from app.views import backup, jobs, login, rename, restore, system, wallets
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -29,6 +29,7 @@ class Route:
     tag: str
     params: tuple[Param, ...] = ()
     job: bool = False  # answers 202 on request (Prefer: respond-async or async=true)
+    deprecated: bool = False
 
 
 WALLET_PATH = Param("wallet_path", "Wallet folder: absolute, or relative to Client_Data/Wallets; default the active wallet")
@@ -85,7 +86,64 @@ ROUTES: tuple[Route, ...] = (
         (Param("task_id", "Job id"), Param("id", "Job id (alias of task_id)")),
     ),
     # -- backup, restore, verify, login (issue 4) -------------------------------------------------
+    Route(
+        ("GET", "POST"), "/api/wallets/backup", backup.backup_wallet,
+        "Back up a wallet into a timestamped ZIP in the destination folder", "wallets",
+        (
+            Param("destination", "Absolute path of the folder the ZIP goes into (created if missing)", True),
+            WALLET_PATH,
+            ASYNC,
+        ),
+        job=True,
+    ),
+    Route(
+        ("POST",), "/api/system/login", login.login, "Set the coin-file key from a password", "system",
+        (Param("password", "The wallet password (request body only)", True, secret=True),),
+    ),
+    Route(("POST",), "/api/system/logout", login.logout, "Forget the coin-file key", "system"),
+    Route(
+        ("GET",), "/api/system/encryption-status", login.encryption_status,
+        "Encrypted and plaintext coin files, and whether a login is needed", "system",
+    ),
+    Route(
+        ("POST",), "/api/wallets/restore", restore.restore_wallet,
+        "Restore a backup ZIP into a new registered wallet (checked against its manifest)", "wallets",
+        (
+            Param("zip_path", "Absolute path of the backup ZIP", True),
+            Param("location", "Absolute path of the folder to restore into (default Client_Data/Wallets)"),
+            Param("new_name", "Name of the restored wallet (default the name in the archive)"),
+            ASYNC,
+        ),
+        job=True,
+    ),
+    Route(
+        ("POST",), "/api/wallets/backup/verify", restore.verify_backup,
+        "Check a backup ZIP: every entry's CRC-32, and every entry against the manifest", "wallets",
+        (Param("zip_path", "Absolute path of the backup ZIP", True), ASYNC),
+        job=True,
+    ),
     # -- rename (issue 5) -------------------------------------------------------------------------
+    Route(
+        ("GET", "POST"), "/api/wallets/rename", rename.rename_wallet,
+        "Rename a wallet's folder and its registry row, atomically", "wallets",
+        (
+            Param("wallet_path", "Wallet folder: absolute, or relative to Client_Data/Wallets", True),
+            Param("new_name", "New folder name: trimmed, valid on every platform, at most 64 characters", True),
+            ASYNC,
+        ),
+        job=True,
+    ),
+    Route(
+        ("GET",), "/api/wallets/active/rename", rename.rename_wallet_legacy,
+        "Deprecated: rename the wallet in registry row `index`; use /api/wallets/rename", "wallets",
+        (
+            Param("index", "0-based registry row of the wallet", True, type="integer"),
+            Param("to", "New folder name", True),
+            ASYNC,
+        ),
+        job=True,
+        deprecated=True,
+    ),
 )
 
 

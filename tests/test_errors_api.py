@@ -172,3 +172,9 @@ async def test_openapi_needs_the_token_like_any_other_route(make_client):
     client = await make_client(api_token="t")
     assert (await client.get("/api/openapi.json")).status == 401
     assert (await client.get("/api/openapi.json", headers={"Authorization": "Bearer t"})).status == 200
+
+
+async def test_openapi_marks_the_legacy_rename_deprecated(client):
+    document = await (await client.get("/api/openapi.json")).json()
+    assert document["paths"]["/api/wallets/active/rename"]["get"]["deprecated"] is True
+    assert "deprecated" not in document["paths"]["/api/wallets/rename"]["get"]

@@ -1,0 +1,75 @@
+"""Handlers of the rename endpoints: /api/wallets/rename and the legacy index form /api/wallets/active/rename."""
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any, Callable, TypeVar
+
+from aiohttp import web
+
+from app.errors import ApiError, missing_parameter
+from app.jobhttp import answer_with_job
+from app.middleware import REQUEST_ID
+from app.params import read_params
+from app.state import config_key, executor_key, wallets_key
+from jobs import rename
+from jobs.models import JobKind
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+#: RFC 9745 (Deprecation) and RFC 8288 (Link): on every answer of the legacy endpoint, errors too.
+LEGACY_HEADERS = {"Deprecation": "true", "Link": '</api/wallets/rename>; rel="successor-version"'}
+
+
+async def rename_wallet(request: web.Request) -> web.Response:
+    params = await read_params(request)
+    raw = params.get("wallet_path", "").strip()
+    if not raw:
+        raise missing_parameter("wallet_path")
+    if "new_name" not in params:
+        raise missing_parameter("new_name")
+    plan = await _plan(request, rename.plan_rename, raw, params["new_name"])
+    return await answer_with_job(request, JobKind.RENAME, wallet_path=str(plan.old_path), params=plan.params())
+
+
+async def rename_wallet_legacy(request: web.Request) -> web.Response:
+    try:
+        response = await _rename_at_index(request)
+    except ApiError as error:
+        error.headers.update(LEGACY_HEADERS)
+        raise
+    except Exception as exc:
+        # Logged here as the error middleware would, so that even this 500 carries the headers.
+        request_id = request.get(REQUEST_ID, "")
+        log.exception("unexpected error in %s %s (request %s)", request.method, request.path, request_id)
+        raise ApiError(500, "Internal server error", extra={"request_id": request_id}, headers=LEGACY_HEADERS) from exc
+    response.headers.update(LEGACY_HEADERS)
+    return response
+
+
+async def _rename_at_index(request: web.Request) -> web.Response:
+    params = await read_params(request)
+    raw_index = params.get("index", "").strip()
+    if not raw_index:
+        raise missing_parameter("index")
+    if "to" not in params:
+        raise missing_parameter("to")
+    try:
+        index = int(raw_index)
+    except ValueError:
+        raise ApiError(400, "Parameter index must be an integer") from None
+    plan = await _plan(request, rename.plan_rename_at_index, index, params["to"])
+    return await answer_with_job(request, JobKind.RENAME, wallet_path=str(plan.old_path), params=plan.params())
+
+
+async def _plan(request: web.Request, planner: Callable[..., T], *args: Any) -> T:
+    """Run the checks that need no folder move on the app's thread pool (they read the registry and stat)."""
+    app = request.app
+    config, wallets = app[config_key], app[wallets_key]
+
+    def check() -> T:
+        return planner(config, wallets.read(), *args)
+
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(app[executor_key], check)

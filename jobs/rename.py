@@ -1,0 +1,411 @@
+"""The rename job: plan and check, journal, rename the folder without replacing, rewrite the registry, roll back.
+
+A rename changes two things that must agree, the wallet's folder name and its registry row. The job
+keeps them in step:
+
+1. holding ``WalletService.registry_lock``, it checks again what the endpoint checked (the state may
+   have changed while the job was queued);
+2. writes a journal entry ``Client_Data/jobs/rename-journal/<job id>.json`` (old path, new path),
+   atomically, before it touches the folder;
+3. forbids cancelling (from here on a cancel answers 409 and the job completes);
+4. renames the folder inside its parent, refusing an existing target (``rename_noreplace``) and fsyncs
+   the parent;
+5. rewrites the registry atomically, the row's path changed in place (so the active wallet, the first
+   row, stays active); if that fails, renames the folder back and fails with the seed's 500 and
+   ``"rolled_back": true``;
+6. removes the journal entry.
+
+A crash between 2 and 6 leaves the entry behind; ``settle_journal`` (run at start, before the job
+runner) makes folder and registry agree again: completed when the folder was already moved, rolled
+back otherwise. No wallet is ever unregistered.
+
+Check order (the seed's, with api.md's name rules placed where they are safe)::
+
+    missing wallet_path -> missing new_name -> 404 path -> empty name -> same name
+      -> invalid name -> 409 conflict
+
+The name rules come before the conflict check so that the conflict check only ever looks at a
+single name inside the wallet's own parent folder: ``../x`` or ``a/b`` never probes for folders
+elsewhere, and a name refused by the rules is reported for that reason, not for a coincidental
+conflict.
+"""
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import errno
+import json
+import logging
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from app.config import Config
+from app.errors import ApiError
+from app.paths import Unresolvable, folder_name_problem, wallet_argument
+from app.registry import Registry, RegistryEntry, read_registry, write_registry
+from app.storage import atomic_write_bytes, fsync_dir
+from app.wallets import WalletService
+from jobs.models import JobFailed, JobKind, utcnow, format_time
+from jobs.runner import JobContext, JobRunner
+
+log = logging.getLogger(__name__)
+
+COMMAND = "wallet-rename"
+SUCCESS_MESSAGE = "Wallet renamed successfully"
+FS_FAILED = "Failed to rename wallet directory on filesystem"
+CONFIG_FAILED = "Failed to save wallet configuration after rename"
+JOURNAL_FOLDER = "rename-journal"
+
+
+# -- the checks (blocking: they read the registry and look at the disk) --------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RenamePlan:
+    """A rename that passed every check: the registered wallet's canonical path and where it goes."""
+
+    old_path: Path
+    new_path: Path
+    index: int
+
+    def params(self) -> dict[str, str]:
+        return {"wallet_path": str(self.old_path), "new_name": self.new_path.name}
+
+
+def not_found(shown: str) -> ApiError:
+    return ApiError(404, f"Wallet path does not exist: {shown}")
+
+
+def plan_rename(config: Config, registry: Registry, raw_path: str, new_name: str) -> RenamePlan:
+    """Check a rename of the wallet `raw_path` names to `new_name`, in the seed's order; ApiError if refused.
+
+    The 404 shows the path as the client gave it. A path that exists but is not registered, or a
+    registered wallet whose folder is gone, is that 404.
+    """
+    try:
+        path = wallet_argument(raw_path, config.wallets_dir)
+    except Unresolvable:
+        raise not_found(raw_path) from None
+    index = registry.index_of(str(path))
+    if index is None or not path.is_dir():
+        raise not_found(raw_path)
+    return _plan_at(registry, path, index, new_name)
+
+
+def plan_rename_at_index(config: Config, registry: Registry, index: int, new_name: str) -> RenamePlan:
+    """The legacy form: the wallet is the registry's row `index` (0-based). Out of range is 404."""
+    if not 0 <= index < len(registry.entries):
+        raise ApiError(404, f"No wallet at index {index}: {len(registry.entries)} wallet(s) are registered")
+    raw = registry.entries[index].wallet_path
+    return plan_rename(config, registry, raw, new_name)
+
+
+def _plan_at(registry: Registry, path: Path, index: int, new_name: str) -> RenamePlan:
+    name = new_name.strip()
+    if not name:
+        raise ApiError(400, "New wallet name cannot be empty")
+    if name == path.name:
+        raise ApiError(400, f"Wallet already has the name: {name}")
+    problem = folder_name_problem(name)
+    if problem:
+        raise ApiError(400, f"Invalid wallet name: {problem}")
+    target = path.parent / name
+    if _occupied(path, target) or registry.index_of(str(target)) is not None:
+        raise ApiError(409, f"A wallet with the name '{name}' already exists in that location")
+    return RenamePlan(path, target, index)
+
+
+def _occupied(source: Path, target: Path) -> bool:
+    """Anything at `target` (file, folder, link, even a broken one) — except `source` itself, which a
+    case-insensitive file system reports there when only the case of the name changes."""
+    try:
+        there = os.lstat(target)
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return True  # cannot tell: never risk replacing it
+    try:
+        return not os.path.samestat(there, os.lstat(source))
+    except OSError:
+        return True
+
+
+# -- renaming a folder without ever replacing what is at the target ------------------------------------
+
+AT_FDCWD = -100
+RENAME_NOREPLACE = 1  # linux/fs.h
+RENAME_EXCL = 0x4  # macOS sys/stdio.h, for renamex_np
+
+
+def _load_noreplace() -> Any:
+    """Linux renameat2 (glibc ≥ 2.28) or macOS renamex_np, as a ctypes function; None when neither exists."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+    except OSError:
+        return None
+    if sys.platform.startswith("linux"):
+        func = getattr(libc, "renameat2", None)
+        if func is not None:
+            func.argtypes = (ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint)
+            func.restype = ctypes.c_int
+            return lambda src, dst: func(AT_FDCWD, src, AT_FDCWD, dst, RENAME_NOREPLACE)
+    elif sys.platform == "darwin":
+        func = getattr(libc, "renamex_np", None)
+        if func is not None:
+            func.argtypes = (ctypes.c_char_p, ctypes.c_char_p, ctypes.c_uint)
+            func.restype = ctypes.c_int
+            return lambda src, dst: func(src, dst, RENAME_EXCL)
+    return None
+
+
+_noreplace = _load_noreplace()
+
+
+def rename_noreplace(source: Path, target: Path) -> None:
+    """Rename `source` to `target`, refusing (FileExistsError) whatever is at `target`.
+
+    `os.rename` would silently replace an empty folder there (POSIX rename(2)). The kernel's
+    no-replace rename makes the check and the rename one step. Where it is missing (no renameat2 in
+    the C library, or a file system that answers EINVAL/ENOSYS/ENOTSUP to the flag, e.g. some network
+    and FUSE mounts), it falls back to check-then-rename: every rename in this server holds the
+    registry lock, so only another program could slip in between. On Windows, `os.rename` already
+    refuses an existing target.
+    """
+    if _noreplace is not None:
+        if _noreplace(os.fsencode(source), os.fsencode(target)) == 0:
+            return
+        code = ctypes.get_errno()
+        if code == errno.EEXIST and not _occupied(source, target):
+            pass  # only the case of the name changes on a case-insensitive file system: plain rename below
+        elif code not in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP, errno.EOPNOTSUPP):
+            raise OSError(code, os.strerror(code), str(source), None, str(target))
+    if _occupied(source, target):
+        raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(source), None, str(target))
+    os.rename(source, target)
+
+
+# -- the journal ----------------------------------------------------------------------------------------
+
+
+def journal_dir(config: Config) -> Path:
+    return config.jobs_dir / JOURNAL_FOLDER
+
+
+def write_journal(config: Config, job_id: str, old_path: Path, new_path: Path) -> Path:
+    """The entry names both paths and the wallet folder's identity (device and inode), so that the
+    settling can tell the real wallet from a folder that appeared at the old path meanwhile (the start
+    recreates a missing Default wallet before the journal is settled)."""
+    folder = journal_dir(config)
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    entry = folder / f"{job_id}.json"
+    wallet = os.lstat(old_path)
+    record = {
+        "job_id": job_id,
+        "old_path": str(old_path),
+        "new_path": str(new_path),
+        "folder": {"dev": wallet.st_dev, "ino": wallet.st_ino},
+        "created_at": format_time(utcnow()),
+    }
+    atomic_write_bytes(entry, json.dumps(record, indent=1).encode("utf-8"))
+    return entry
+
+
+def clear_journal(entry: Path) -> None:
+    """Remove a settled entry. If this fails the entry stays and the next start settles it again (harmless)."""
+    try:
+        entry.unlink(missing_ok=True)
+        fsync_dir(entry.parent)
+    except OSError:
+        log.warning("rename journal entry %s could not be removed; the next start settles it", entry, exc_info=True)
+
+
+# -- the job --------------------------------------------------------------------------------------------
+
+
+def register(runner: JobRunner, *, config: Config, wallets: WalletService, **_services: Any) -> None:
+    """Register the rename job with the runner. It cannot be cancelled once its folder move has begun."""
+
+    async def rename_job(ctx: JobContext) -> dict[str, Any]:
+        old = ctx.job.wallet_path
+        async with wallets.registry_lock:
+            body = await ctx.run_blocking(rename_wallet, config, ctx, old, str(ctx.job.params["new_name"]))
+            # Queued jobs on the old path (a backup submitted after this rename) now follow the wallet.
+            ctx.move_wallet(body["old_path"], body["new_path"])
+        return body
+
+    runner.register(JobKind.RENAME, rename_job)
+
+
+def rename_wallet(config: Config, ctx: JobContext, wallet_path: str, new_name: str) -> dict[str, Any]:
+    """The whole rename, blocking, under the registry lock; returns the success body or raises JobFailed."""
+    try:
+        plan = plan_rename(config, read_registry(config.registry_path), wallet_path, new_name)
+    except ApiError as error:
+        raise JobFailed(error.status, error.body) from None
+    old, new = plan.old_path, plan.new_path
+    try:
+        entry = write_journal(config, ctx.job.id, old, new)
+    except OSError:
+        log.exception("rename %s -> %s: the journal entry could not be written; nothing was moved", old, new)
+        raise _failure(500, FS_FAILED) from None
+    try:
+        ctx.forbid_cancel()
+    except BaseException:
+        clear_journal(entry)  # cancelled before the move: nothing to settle
+        raise
+    ctx.report(message=f"Renaming {old.name} to {new.name}")
+    try:
+        rename_noreplace(old, new)
+    except FileExistsError:
+        clear_journal(entry)
+        raise _failure(409, f"A wallet with the name '{new.name}' already exists in that location") from None
+    except OSError:
+        log.exception("rename %s -> %s failed on the file system", old, new)
+        clear_journal(entry)
+        raise _failure(500, FS_FAILED) from None
+    _fsync_quietly(old.parent)
+    try:
+        _point_registry(config, old, new)
+    except Exception:
+        log.exception("rename %s -> %s: the registry could not be saved; renaming the folder back", old, new)
+        rolled_back = _rename_back(new, old)
+        if rolled_back:
+            clear_journal(entry)
+        # else the entry stays: the folder has the new name, the next start completes the rename.
+        raise _failure(500, CONFIG_FAILED, rolled_back=rolled_back) from None
+    clear_journal(entry)
+    log.info("renamed wallet %s -> %s (job %s)", old, new, ctx.job.id)
+    return {
+        "success": True,
+        "message": SUCCESS_MESSAGE,
+        "old_path": str(old),
+        "new_path": str(new),
+        "old_name": old.name,
+        "new_name": new.name,
+        "command": COMMAND,
+        "job_id": ctx.job.id,
+    }
+
+
+def _failure(status: int, message: str, **extra: Any) -> JobFailed:
+    return JobFailed(status, ApiError(status, message, extra=extra).body)
+
+
+def _point_registry(config: Config, old: Path, new: Path) -> None:
+    """The registry row of `old` now names `new`, in place (its position, hence "active", is kept)."""
+    registry = read_registry(config.registry_path)
+    entries = list(registry.entries)
+    index = registry.index_of(str(old))
+    if index is None:  # cannot happen under the lock; never drop the wallet if it does
+        entries.append(RegistryEntry(str(new)))
+    else:
+        entries[index] = RegistryEntry(str(new), entries[index].type)
+    write_registry(config.registry_path, entries)
+
+
+def _rename_back(new: Path, old: Path) -> bool:
+    try:
+        rename_noreplace(new, old)
+    except OSError:
+        log.critical(
+            "could not rename %s back to %s; the journal entry stays for the next start", new, old, exc_info=True
+        )
+        return False
+    _fsync_quietly(old.parent)
+    return True
+
+
+def _fsync_quietly(folder: Path) -> None:
+    try:
+        fsync_dir(folder)
+    except OSError:
+        log.warning("fsync of %s failed", folder, exc_info=True)
+
+
+# -- recovery at start ----------------------------------------------------------------------------------
+
+
+def settle_journal(config: Config) -> list[str]:
+    """Settle every journal entry a crash left behind so that folder and registry agree (blocking).
+
+    Completed when the folder was already moved (the wallet folder the entry identifies by device and
+    inode is at the new path; for an entry without identity, the new path exists and the old one does
+    not): the registry names the new path. Otherwise rolled back: the registry names the old path. The folder
+    itself never needs moving (a moved folder is always completed), and no registry row is ever
+    removed unless it is replaced. Returns one line per entry, for the log. An entry that cannot be
+    settled (unreadable registry, a write failing) stays for the next start.
+    """
+    folder = journal_dir(config)
+    try:
+        names = sorted(os.listdir(folder))
+    except FileNotFoundError:
+        return []
+    lines: list[str] = []
+    for name in names:
+        entry = folder / name
+        if name.startswith(".") and name.endswith(".tmp"):
+            # A journal write that never finished: its rename never began.
+            entry.unlink(missing_ok=True)
+            lines.append(f"removed an unfinished rename journal entry {name}")
+            continue
+        if not name.endswith(".json"):
+            continue
+        try:
+            record = json.loads(entry.read_bytes())
+            old, new = Path(record["old_path"]), Path(record["new_path"])
+            identity = record.get("folder")
+            folder_id = None if identity is None else (int(identity["dev"]), int(identity["ino"]))
+        except (OSError, ValueError, KeyError, TypeError):
+            aside = entry.with_name(name + ".bad")
+            os.replace(entry, aside)
+            lines.append(f"rename journal entry {name} is unreadable; kept as {aside.name}, nothing changed")
+            continue
+        try:
+            lines.append(_settle(config, old, new, folder_id))
+        except Exception as exc:
+            log.exception("rename journal entry %s could not be settled", entry)
+            lines.append(f"rename {old} -> {new} could not be settled ({exc}); it is retried at the next start")
+            continue
+        clear_journal(entry)
+    return lines
+
+
+def _settle(config: Config, old: Path, new: Path, folder_id: tuple[int, int] | None) -> str:
+    old_there, new_there = os.path.lexists(old), os.path.lexists(new)
+    if not old_there and not new_there:
+        # Nothing to make agree: the registry is left as it is, so the wallet is not unregistered.
+        return f"rename {old} -> {new}: neither folder exists; the registry was left unchanged"
+    if _is_folder(new, folder_id):
+        moved = True  # even if a new folder appeared at the old path since
+    elif _is_folder(old, folder_id):
+        moved = False
+    else:  # no identity recorded, or it matches neither: decide by what exists
+        moved = new_there and not old_there
+    keep, drop = (new, old) if moved else (old, new)
+    registry = read_registry(config.registry_path)
+    entries = list(registry.entries)
+    at_keep, at_drop = registry.index_of(str(keep)), registry.index_of(str(drop))
+    if at_drop is not None and at_keep is None:
+        entries[at_drop] = RegistryEntry(str(keep), entries[at_drop].type)
+    elif at_drop is not None:
+        del entries[at_drop]  # both rows present: the one that names the real folder stays
+    elif at_keep is None:
+        entries.append(RegistryEntry(str(keep)))  # never leave the wallet unregistered
+    changed = entries != list(registry.entries)
+    if changed:
+        write_registry(config.registry_path, entries)
+    verb = "completed" if moved else "rolled back"
+    return f"rename {old} -> {new} {verb}: the registry names {keep}" + ("" if changed else " (it already did)")
+
+
+def _is_folder(path: Path, folder_id: tuple[int, int] | None) -> bool:
+    if folder_id is None:
+        return False
+    try:
+        there = os.lstat(path)
+    except OSError:
+        return False
+    return (there.st_dev, there.st_ino) == folder_id
