@@ -1,0 +1,48 @@
+"""Handlers of /api/wallets/restore and /api/wallets/backup/verify: the immediate checks, then the job."""
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Callable, TypeVar
+
+from aiohttp import web
+
+from app.errors import missing_parameter
+from app.jobhttp import answer_with_job
+from app.params import read_params
+from app.state import config_key, executor_key, wallets_key
+from jobs import restore
+from jobs.models import JobKind
+
+T = TypeVar("T")
+
+
+async def restore_wallet(request: web.Request) -> web.Response:
+    """POST /api/wallets/restore: zip_path (required), location, new_name, async."""
+    params = await read_params(request)
+    zip_raw = params.get("zip_path", "")
+    if not zip_raw.strip():
+        raise missing_parameter("zip_path")
+    config, wallets = request.app[config_key], request.app[wallets_key]
+
+    def check() -> restore.RestorePlan:
+        return restore.plan_restore(
+            config, wallets.read(), zip_raw, params.get("location", ""), params.get("new_name", "").strip()
+        )
+
+    plan = await _blocking(request, check)
+    # The restore is a job on the wallet it creates (jobs.md): its lane is the target folder.
+    return await answer_with_job(request, JobKind.RESTORE, wallet_path=str(plan.target), params=plan.params())
+
+
+async def verify_backup(request: web.Request) -> web.Response:
+    """POST /api/wallets/backup/verify: zip_path (required), async."""
+    params = await read_params(request)
+    zip_raw = params.get("zip_path", "")
+    if not zip_raw.strip():
+        raise missing_parameter("zip_path")
+    zip_path = await _blocking(request, restore.resolve_zip_path, zip_raw)
+    return await answer_with_job(request, JobKind.VERIFY, wallet_path=str(zip_path), params={"zip_path": str(zip_path)})
+
+
+async def _blocking(request: web.Request, fn: Callable[..., T], *args: Any) -> T:
+    return await asyncio.get_running_loop().run_in_executor(request.app[executor_key], fn, *args)
