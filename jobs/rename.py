@@ -31,13 +31,9 @@ conflict.
 """
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
-import errno
 import json
 import logging
 import os
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,7 +42,7 @@ from app.config import Config
 from app.errors import ApiError
 from app.paths import Unresolvable, folder_name_problem, wallet_argument
 from app.registry import Registry, RegistryEntry, read_registry, write_registry
-from app.storage import atomic_write_bytes, fsync_dir
+from app.storage import atomic_write_bytes, fsync_dir, occupied, rename_noreplace
 from app.wallets import WalletService
 from jobs.models import JobFailed, JobKind, utcnow, format_time
 from jobs.runner import JobContext, JobRunner
@@ -113,78 +109,9 @@ def _plan_at(registry: Registry, path: Path, index: int, new_name: str) -> Renam
     if problem:
         raise ApiError(400, f"Invalid wallet name: {problem}")
     target = path.parent / name
-    if _occupied(path, target) or registry.index_of(str(target)) is not None:
+    if occupied(path, target) or registry.index_of(str(target)) is not None:
         raise ApiError(409, f"A wallet with the name '{name}' already exists in that location")
     return RenamePlan(path, target, index)
-
-
-def _occupied(source: Path, target: Path) -> bool:
-    """Anything at `target` (file, folder, link, even a broken one) — except `source` itself, which a
-    case-insensitive file system reports there when only the case of the name changes."""
-    try:
-        there = os.lstat(target)
-    except FileNotFoundError:
-        return False
-    except OSError:
-        return True  # cannot tell: never risk replacing it
-    try:
-        return not os.path.samestat(there, os.lstat(source))
-    except OSError:
-        return True
-
-
-# -- renaming a folder without ever replacing what is at the target ------------------------------------
-
-AT_FDCWD = -100
-RENAME_NOREPLACE = 1  # linux/fs.h
-RENAME_EXCL = 0x4  # macOS sys/stdio.h, for renamex_np
-
-
-def _load_noreplace() -> Any:
-    """Linux renameat2 (glibc ≥ 2.28) or macOS renamex_np, as a ctypes function; None when neither exists."""
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
-    except OSError:
-        return None
-    if sys.platform.startswith("linux"):
-        func = getattr(libc, "renameat2", None)
-        if func is not None:
-            func.argtypes = (ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint)
-            func.restype = ctypes.c_int
-            return lambda src, dst: func(AT_FDCWD, src, AT_FDCWD, dst, RENAME_NOREPLACE)
-    elif sys.platform == "darwin":
-        func = getattr(libc, "renamex_np", None)
-        if func is not None:
-            func.argtypes = (ctypes.c_char_p, ctypes.c_char_p, ctypes.c_uint)
-            func.restype = ctypes.c_int
-            return lambda src, dst: func(src, dst, RENAME_EXCL)
-    return None
-
-
-_noreplace = _load_noreplace()
-
-
-def rename_noreplace(source: Path, target: Path) -> None:
-    """Rename `source` to `target`, refusing (FileExistsError) whatever is at `target`.
-
-    `os.rename` would silently replace an empty folder there (POSIX rename(2)). The kernel's
-    no-replace rename makes the check and the rename one step. Where it is missing (no renameat2 in
-    the C library, or a file system that answers EINVAL/ENOSYS/ENOTSUP to the flag, e.g. some network
-    and FUSE mounts), it falls back to check-then-rename: every rename in this server holds the
-    registry lock, so only another program could slip in between. On Windows, `os.rename` already
-    refuses an existing target.
-    """
-    if _noreplace is not None:
-        if _noreplace(os.fsencode(source), os.fsencode(target)) == 0:
-            return
-        code = ctypes.get_errno()
-        if code == errno.EEXIST and not _occupied(source, target):
-            pass  # only the case of the name changes on a case-insensitive file system: plain rename below
-        elif code not in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP, errno.EOPNOTSUPP):
-            raise OSError(code, os.strerror(code), str(source), None, str(target))
-    if _occupied(source, target):
-        raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(source), None, str(target))
-    os.rename(source, target)
 
 
 # -- the journal ----------------------------------------------------------------------------------------

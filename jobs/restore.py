@@ -47,11 +47,10 @@ from app.errors import ApiError
 from app.keyring import KeyRing
 from app.paths import Unresolvable, canonical, folder_name_problem, is_inside
 from app.registry import Registry, RegistryEntry, location_type, path_problem, read_registry, write_registry
-from app.storage import fsync_dir
+from app.storage import fsync_dir, rename_noreplace
 from app.wallets import Wallet, WalletService, is_wallet_folder, wallet_balance
 from jobs.backup import COIN_FOLDERS, MANIFEST_FORMAT, MANIFEST_NAME, MANIFEST_VERSION
 from jobs.models import Job, JobCancelled, JobFailed, JobKind
-from jobs.rename import rename_noreplace
 from jobs.runner import JobContext, JobRunner
 from jobs.zipstream import ZipFormatError, iter_zip_entries, verify_zip
 

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
+import app.storage
 import jobs.rename
 from app.paths import canonical
 from app.registry import read_registry
@@ -475,15 +476,15 @@ def test_rename_noreplace_refuses_an_empty_folder(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kernel: bool
 ) -> None:
     if not kernel:
-        monkeypatch.setattr(jobs.rename, "_noreplace", None)
-    elif jobs.rename._noreplace is None:
+        monkeypatch.setattr(app.storage, "_noreplace", None)
+    elif app.storage._noreplace is None:
         pytest.skip("no renameat2/renamex_np in this C library")
     (tmp_path / "a" / "Bank").mkdir(parents=True)
     (tmp_path / "b").mkdir()
     with pytest.raises(FileExistsError):
-        jobs.rename.rename_noreplace(tmp_path / "a", tmp_path / "b")
+        app.storage.rename_noreplace(tmp_path / "a", tmp_path / "b")
     assert (tmp_path / "a" / "Bank").is_dir() and os.listdir(tmp_path / "b") == []
-    jobs.rename.rename_noreplace(tmp_path / "a", tmp_path / "c")
+    app.storage.rename_noreplace(tmp_path / "a", tmp_path / "c")
     assert (tmp_path / "c" / "Bank").is_dir() and not (tmp_path / "a").exists()
 
 
@@ -497,12 +498,12 @@ def test_rename_noreplace_falls_back_when_the_file_system_lacks_the_flag(
         ctypes.set_errno(errno.EINVAL)
         return -1
 
-    monkeypatch.setattr(jobs.rename, "_noreplace", unsupported)
+    monkeypatch.setattr(app.storage, "_noreplace", unsupported)
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
     with pytest.raises(FileExistsError):
-        jobs.rename.rename_noreplace(tmp_path / "a", tmp_path / "b")
-    jobs.rename.rename_noreplace(tmp_path / "a", tmp_path / "c")
+        app.storage.rename_noreplace(tmp_path / "a", tmp_path / "b")
+    app.storage.rename_noreplace(tmp_path / "a", tmp_path / "c")
     assert (tmp_path / "c").is_dir()
 
 
