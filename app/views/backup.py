@@ -1,0 +1,37 @@
+"""Handler of the backup endpoint: the immediate checks in api.md's order, then the backup job."""
+from __future__ import annotations
+
+import asyncio
+
+from aiohttp import web
+
+from app.errors import WalletNotFound
+from app.jobhttp import answer_with_job
+from app.params import read_params
+from app.paths import canonical
+from app.state import config_key, executor_key, wallets_key
+from jobs import backup
+from jobs.models import JobKind
+
+
+async def backup_wallet(request: web.Request) -> web.Response:
+    """POST/GET /api/wallets/backup: destination (required), wallet_path, async."""
+    params = await read_params(request)
+    raw = params.get("destination", "")
+    if not raw.strip():
+        raise backup.MISSING_DESTINATION
+    data_dir = canonical(request.app[config_key].data_dir)
+    destination = backup.resolve_destination(raw, data_dir=data_dir)
+    try:
+        wallet = await request.app[wallets_key].resolve(params.get("wallet_path"))
+    except WalletNotFound as exc:
+        raise backup.wallet_not_found(exc.path) from None
+    if not wallet.online:
+        raise backup.wallet_not_found(params.get("wallet_path") or str(wallet.path))
+    loop = asyncio.get_running_loop()
+    await loop.run_in_executor(
+        request.app[executor_key], backup.check_destination_place, destination, wallet.path
+    )
+    return await answer_with_job(
+        request, JobKind.BACKUP, wallet_path=str(wallet.path), params={"destination": str(destination)}
+    )
