@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from jobs import restore
 from jobs.models import JobCancelled, JobFailed
+from jobs.verify import verify_archive
 from tests.conftest import write_coins
 from tests.test_restore import build_archive, error, flip_byte_of, hand_files
 
@@ -141,10 +141,10 @@ def test_an_unreadable_file_is_an_error_not_a_problem(tmp_path: Path, monkeypatc
     def unreadable(path: Any, **_: Any) -> Any:
         raise PermissionError(13, "Permission denied", str(path))
 
-    monkeypatch.setattr(restore, "verify_zip", unreadable)  # root reads a chmod-0 file; this does not
+    monkeypatch.setattr("jobs.verify.verify_zip", unreadable)  # root reads a chmod-0 file; this does not
     path = build_archive(tmp_path / "hand.zip", hand_files())
     with pytest.raises(JobFailed) as failed:
-        restore.verify_archive(path, cancel=threading.Event(), report=lambda **_: None)
+        verify_archive(path, cancel=threading.Event(), report=lambda **_: None)
     assert (failed.value.http_status, failed.value.body) == (
         400, error(400, "The backup file cannot be read: Permission denied")
     )
@@ -155,7 +155,7 @@ def test_a_cancelled_verify_stops(tmp_path: Path) -> None:
     cancel = threading.Event()
     cancel.set()
     with pytest.raises(JobCancelled):
-        restore.verify_archive(path, cancel=cancel, report=lambda **_: None)
+        verify_archive(path, cancel=cancel, report=lambda **_: None)
 
 
 def test_a_manifest_that_is_not_json_is_a_problem(tmp_path: Path) -> None:
@@ -163,7 +163,7 @@ def test_a_manifest_that_is_not_json_is_a_problem(tmp_path: Path) -> None:
     with zipfile.ZipFile(path, "w") as zf:
         zf.writestr("W/", b"")
         zf.writestr("backup-manifest.json", b"{not json")
-    body = restore.verify_archive(path, cancel=threading.Event(), report=lambda **_: None)
+    body = verify_archive(path, cancel=threading.Event(), report=lambda **_: None)
     assert body["ok"] is False
     assert body["problems"] == [{"path": "backup-manifest.json", "problem": "backup-manifest.json is not valid JSON"}]
     assert body["manifest_found"] is True and body["wallet_name"] is None

@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Callable, TypeVar
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 from aiohttp import web
 
@@ -10,7 +11,7 @@ from app.errors import missing_parameter
 from app.jobhttp import answer_with_job
 from app.params import read_params
 from app.state import config_key, executor_key, wallets_key
-from jobs import restore
+from jobs import restore_plan
 from jobs.models import JobKind
 
 T = TypeVar("T")
@@ -19,13 +20,11 @@ T = TypeVar("T")
 async def restore_wallet(request: web.Request) -> web.Response:
     """POST /api/wallets/restore: zip_path (required), location, new_name, async."""
     params = await read_params(request)
-    zip_raw = params.get("zip_path", "")
-    if not zip_raw.strip():
-        raise missing_parameter("zip_path")
+    zip_raw = _required_zip_path(params)
     config, wallets = request.app[config_key], request.app[wallets_key]
 
-    def check() -> restore.RestorePlan:
-        return restore.plan_restore(
+    def check() -> restore_plan.RestorePlan:
+        return restore_plan.plan_restore(
             config, wallets.read(), zip_raw, params.get("location", ""), params.get("new_name", "").strip()
         )
 
@@ -37,11 +36,16 @@ async def restore_wallet(request: web.Request) -> web.Response:
 async def verify_backup(request: web.Request) -> web.Response:
     """POST /api/wallets/backup/verify: zip_path (required), async."""
     params = await read_params(request)
+    zip_raw = _required_zip_path(params)
+    zip_path = await _blocking(request, restore_plan.resolve_zip_path, zip_raw)
+    return await answer_with_job(request, JobKind.VERIFY, wallet_path=str(zip_path), params={"zip_path": str(zip_path)})
+
+
+def _required_zip_path(params: Mapping[str, str]) -> str:
     zip_raw = params.get("zip_path", "")
     if not zip_raw.strip():
         raise missing_parameter("zip_path")
-    zip_path = await _blocking(request, restore.resolve_zip_path, zip_raw)
-    return await answer_with_job(request, JobKind.VERIFY, wallet_path=str(zip_path), params={"zip_path": str(zip_path)})
+    return zip_raw
 
 
 async def _blocking(request: web.Request, fn: Callable[..., T], *args: Any) -> T:
