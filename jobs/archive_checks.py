@@ -40,13 +40,8 @@ _FLAG_ENCRYPTED = 0x1
 Report = Callable[..., None]
 
 
-def failed(error: ApiError) -> JobFailed:
-    """The job failure that answers exactly what `error` would."""
-    return JobFailed(error.status, error.body)
-
-
-def failure(status: int, message: str, **extra: Any) -> JobFailed:
-    return failed(ApiError(status, message, extra=extra))
+failed = JobFailed.from_error
+failure = JobFailed.plain
 
 
 # -- entry names (zip-slip) ----------------------------------------------------------------------------

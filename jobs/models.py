@@ -9,6 +9,8 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
+from app.errors import ApiError
+
 
 class JobStatus(StrEnum):
     """Where a job is in its life: ``queued`` → ``running`` → one final status."""
@@ -53,6 +55,16 @@ class JobFailed(Exception):
 
     def __str__(self) -> str:
         return f"{self.http_status} {self.body!r}"
+
+    @classmethod
+    def from_error(cls, error: ApiError) -> JobFailed:
+        """The failure that answers exactly what the handled API error `error` would."""
+        return cls(error.status, error.body)
+
+    @classmethod
+    def plain(cls, status: int, message: str, **extra: Any) -> JobFailed:
+        """A failure with api.md's {"success": false, "error", "code"} body (plus `extra` fields)."""
+        return cls.from_error(ApiError(status, message, extra=extra))
 
 
 class JobCancelled(Exception):

@@ -177,7 +177,7 @@ def rename_wallet(config: Config, ctx: JobContext, wallet_path: str, new_name: s
         entry = write_journal(config, ctx.job.id, old, new)
     except OSError:
         log.exception("rename %s -> %s: the journal entry could not be written; nothing was moved", old, new)
-        raise _failure(500, FS_FAILED) from None
+        raise JobFailed.plain(500, FS_FAILED) from None
     try:
         ctx.forbid_cancel()
     except BaseException:
@@ -188,11 +188,11 @@ def rename_wallet(config: Config, ctx: JobContext, wallet_path: str, new_name: s
         rename_noreplace(old, new)
     except FileExistsError:
         clear_journal(entry)
-        raise _failure(409, f"A wallet with the name '{new.name}' already exists in that location") from None
+        raise JobFailed.plain(409, f"A wallet with the name '{new.name}' already exists in that location") from None
     except OSError:
         log.exception("rename %s -> %s failed on the file system", old, new)
         clear_journal(entry)
-        raise _failure(500, FS_FAILED) from None
+        raise JobFailed.plain(500, FS_FAILED) from None
     _fsync_quietly(old.parent)
     try:
         _point_registry(config, old, new)
@@ -202,7 +202,7 @@ def rename_wallet(config: Config, ctx: JobContext, wallet_path: str, new_name: s
         if rolled_back:
             clear_journal(entry)
         # else the entry stays: the folder has the new name, the next start completes the rename.
-        raise _failure(500, CONFIG_FAILED, rolled_back=rolled_back) from None
+        raise JobFailed.plain(500, CONFIG_FAILED, rolled_back=rolled_back) from None
     clear_journal(entry)
     log.info("renamed wallet %s -> %s (job %s)", old, new, ctx.job.id)
     return {
@@ -215,10 +215,6 @@ def rename_wallet(config: Config, ctx: JobContext, wallet_path: str, new_name: s
         "command": COMMAND,
         "job_id": ctx.job.id,
     }
-
-
-def _failure(status: int, message: str, **extra: Any) -> JobFailed:
-    return JobFailed(status, ApiError(status, message, extra=extra).body)
 
 
 def _point_registry(config: Config, old: Path, new: Path) -> None:
