@@ -1,7 +1,6 @@
 """create_app(config): the table of contents of the server — resources, middlewares, routes."""
 from __future__ import annotations
 
-import asyncio
 import functools
 import logging
 import time
@@ -14,7 +13,15 @@ from app.config import MAX_BODY_BYTES, Config
 from app.keyring import KeyRing
 from app.middleware import add_response_headers, error_middleware, security_middleware
 from app.routes import add_routes
-from app.state import config_key, executor_key, keyring_key, runner_key, started_key, wallets_key
+from app.state import (
+    config_key,
+    executor_key,
+    keyring_key,
+    run_blocking,
+    runner_key,
+    started_key,
+    wallets_key,
+)
 from app.wallets import WalletService
 from jobs import backup, rename, restore
 from jobs.runner import JobRunner
@@ -47,14 +54,8 @@ def create_app(config: Config) -> web.Application:
 
 
 def blocking_runner(app: web.Application) -> Callable[..., Any]:
-    """`await run(fn, *args, **kwargs)` on the app's own thread pool, never the default executor."""
-    executor = app[executor_key]
-
-    async def run(fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(executor, functools.partial(fn, *args, **kwargs))
-
-    return run
+    """`await run(fn, *args, **kwargs)` on the app's own thread pool, for services that hold no app."""
+    return functools.partial(run_blocking, app)
 
 
 async def _executor(app: web.Application) -> AsyncIterator[None]:

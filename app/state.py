@@ -1,7 +1,10 @@
-"""The typed application keys: where each shared service lives on the aiohttp app."""
+"""The typed application keys (where each shared service lives on the app), and the way to its thread pool."""
 from __future__ import annotations
 
+import asyncio
+import functools
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable, TypeVar
 
 from aiohttp import web
 
@@ -17,3 +20,11 @@ started_key = web.AppKey("started", float)
 keyring_key = web.AppKey("keyring", KeyRing)
 runner_key = web.AppKey("runner", JobRunner)
 
+
+T = TypeVar("T")
+
+
+async def run_blocking(app: web.Application, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+    """Run blocking work on the app's own thread pool (never the default executor); the loop only awaits."""
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(app[executor_key], functools.partial(fn, *args, **kwargs))

@@ -21,7 +21,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from app.errors import ApiError
 from jobs.backup import MANIFEST_FORMAT, MANIFEST_NAME, MANIFEST_VERSION
 from jobs.models import JobFailed
 

@@ -1,7 +1,7 @@
 """Handler of the backup endpoint: the immediate checks in api.md's order, then the backup job."""
 from __future__ import annotations
 
-import asyncio
+from pathlib import Path
 
 from aiohttp import web
 
@@ -9,7 +9,7 @@ from app.errors import WalletNotFound
 from app.jobhttp import answer_with_job
 from app.params import read_params
 from app.paths import canonical
-from app.state import config_key, executor_key, wallets_key
+from app.state import config_key, run_blocking, wallets_key
 from jobs import backup
 from jobs.models import JobKind
 
@@ -20,18 +20,19 @@ async def backup_wallet(request: web.Request) -> web.Response:
     raw = params.get("destination", "")
     if not raw.strip():
         raise backup.MISSING_DESTINATION
-    data_dir = canonical(request.app[config_key].data_dir)
-    destination = backup.resolve_destination(raw, data_dir=data_dir)
+    data_dir = request.app[config_key].data_dir
+
+    def resolve() -> Path:  # canonicalising stats every path component: never on the loop
+        return backup.resolve_destination(raw, data_dir=canonical(data_dir))
+
+    destination = await run_blocking(request.app, resolve)
     try:
         wallet = await request.app[wallets_key].resolve(params.get("wallet_path"))
     except WalletNotFound as exc:
         raise backup.wallet_not_found(exc.path) from None
     if not wallet.online:
         raise backup.wallet_not_found(params.get("wallet_path") or str(wallet.path))
-    loop = asyncio.get_running_loop()
-    await loop.run_in_executor(
-        request.app[executor_key], backup.check_destination_place, destination, wallet.path
-    )
+    await run_blocking(request.app, backup.check_destination_place, destination, wallet.path)
     return await answer_with_job(
         request, JobKind.BACKUP, wallet_path=str(wallet.path), params={"destination": str(destination)}
     )

@@ -5,32 +5,25 @@ key is ever logged, stored or put in a response (only the key's public check).
 """
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, TypeVar
 
 from aiohttp import web
 
 from app import coins, crypto
 from app.errors import ApiError, FlagError, missing_parameter
 from app.params import read_params
-from app.state import executor_key, keyring_key, wallets_key
+from app.state import keyring_key, run_blocking, wallets_key
 from app.wallets import WalletService
 
 log = logging.getLogger(__name__)
-
-T = TypeVar("T")
 
 #: The folders whose coin files login and encryption-status look at (api.md, storage.md).
 SCANNED_FOLDERS = ("Bank", "Fracked")
 INCORRECT_PASSWORD = FlagError(401, "Incorrect password")
 
-
-async def _blocking(request: web.Request, fn: Callable[..., T], *args: Any) -> T:
-    return await asyncio.get_running_loop().run_in_executor(request.app[executor_key], fn, *args)
 
 
 async def login(request: web.Request) -> web.Response:
@@ -40,11 +33,11 @@ async def login(request: web.Request) -> web.Response:
     password = (await read_params(request)).get("password", "")
     if password == "":
         raise missing_parameter("password")
-    key = await _blocking(request, crypto.derive_key, password)
+    key = await run_blocking(request.app, crypto.derive_key, password)
     del password
     check = crypto.key_check(key)
     wallets = request.app[wallets_key]
-    status = await _blocking(request, scan_coin_headers, wallets, check)
+    status = await run_blocking(request.app, scan_coin_headers, wallets, check)
     # Only this project's type-4 files carry a key check made the way ours is (storage.md); a
     # type-1 file of another tool can match no password, so it must not make every login fail.
     if status.ours and not status.matching:
@@ -65,7 +58,7 @@ async def logout(request: web.Request) -> web.Response:
 async def encryption_status(request: web.Request) -> web.Response:
     """GET /api/system/encryption-status: counts of encrypted and plaintext coin files."""
     key_set = request.app[keyring_key].key is not None
-    status = await _blocking(request, scan_coin_headers, request.app[wallets_key], None)
+    status = await run_blocking(request.app, scan_coin_headers, request.app[wallets_key], None)
     return web.json_response(
         {
             "command": "encryption-status",

@@ -1,7 +1,6 @@
 """Handlers of the rename endpoints: /api/wallets/rename and the legacy index form /api/wallets/active/rename."""
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Any, Callable, TypeVar
 
@@ -11,7 +10,7 @@ from app.errors import ApiError, missing_parameter
 from app.jobhttp import answer_with_job
 from app.middleware import REQUEST_ID
 from app.params import read_params
-from app.state import config_key, executor_key, wallets_key
+from app.state import config_key, run_blocking, wallets_key
 from jobs import rename
 from jobs.models import JobKind
 
@@ -71,5 +70,4 @@ async def _plan(request: web.Request, planner: Callable[..., T], *args: Any) -> 
     def check() -> T:
         return planner(config, wallets.read(), *args)
 
-    loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(app[executor_key], check)
+    return await run_blocking(app, check)

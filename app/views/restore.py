@@ -1,20 +1,16 @@
 """Handlers of /api/wallets/restore and /api/wallets/backup/verify: the immediate checks, then the job."""
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from collections.abc import Mapping
 
 from aiohttp import web
 
 from app.errors import missing_parameter
 from app.jobhttp import answer_with_job
 from app.params import read_params
-from app.state import config_key, executor_key, wallets_key
+from app.state import config_key, run_blocking, wallets_key
 from jobs import restore_plan
 from jobs.models import JobKind
-
-T = TypeVar("T")
 
 
 async def restore_wallet(request: web.Request) -> web.Response:
@@ -28,7 +24,7 @@ async def restore_wallet(request: web.Request) -> web.Response:
             config, wallets.read(), zip_raw, params.get("location", ""), params.get("new_name", "").strip()
         )
 
-    plan = await _blocking(request, check)
+    plan = await run_blocking(request.app, check)
     # The restore is a job on the wallet it creates (jobs.md): its lane is the target folder.
     return await answer_with_job(request, JobKind.RESTORE, wallet_path=str(plan.target), params=plan.params())
 
@@ -37,7 +33,7 @@ async def verify_backup(request: web.Request) -> web.Response:
     """POST /api/wallets/backup/verify: zip_path (required), async."""
     params = await read_params(request)
     zip_raw = _required_zip_path(params)
-    zip_path = await _blocking(request, restore_plan.resolve_zip_path, zip_raw)
+    zip_path = await run_blocking(request.app, restore_plan.resolve_zip_path, zip_raw)
     return await answer_with_job(request, JobKind.VERIFY, wallet_path=str(zip_path), params={"zip_path": str(zip_path)})
 
 
@@ -47,6 +43,3 @@ def _required_zip_path(params: Mapping[str, str]) -> str:
         raise missing_parameter("zip_path")
     return zip_raw
 
-
-async def _blocking(request: web.Request, fn: Callable[..., T], *args: Any) -> T:
-    return await asyncio.get_running_loop().run_in_executor(request.app[executor_key], fn, *args)
