@@ -26,8 +26,6 @@ import http.client
 import json
 import os
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -36,9 +34,14 @@ import threading
 import time
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
 
-ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/common.py, from any working directory
+from common import (  # noqa: E402
+    ROOT, WALLET_BYTES_PER_COIN, HealthPoller, Server, alternate, build_wallet, call, idle_health, percentile,
+    register, rename_back, wallet_name, warm_cache, write_results,
+)
+from make_wallet import count_coins  # noqa: E402
+
 ZIP_MISSING = "zip not found: install it from the system package manager (apt-get install zip)"
 
 # quality.md
@@ -50,145 +53,7 @@ P5_MS = 50.0
 GOAL_SIZE = 100_000  # P1, P2, P3 and P5 are stated for a 100,000-coin wallet
 P4_SIZES = (10_000, 300_000)
 
-# Disk use of the reference wallet: every coin file takes a 4 KiB block; records ≈ 1 MB.
-WALLET_BYTES_PER_COIN = 4096 + 64
 ARCHIVE_BYTES_PER_COIN = 700  # a stored coin plus its local and central headers, with margin
-
-
-# -- the server ---------------------------------------------------------------------------------
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def call(
-    conn: http.client.HTTPConnection,
-    method: str,
-    path: str,
-    params: dict[str, str] | None = None,
-    body: dict[str, Any] | None = None,
-) -> tuple[int, dict[str, Any]]:
-    query = f"?{urlencode(params)}" if params else ""
-    headers = {}
-    data = None
-    if body is not None:
-        data = json.dumps(body).encode()
-        headers["Content-Type"] = "application/json"
-    conn.request(method, f"{path}{query}", body=data, headers=headers)
-    response = conn.getresponse()
-    raw = response.read()
-    try:
-        return response.status, json.loads(raw)
-    except ValueError:
-        return response.status, {"unparsed": raw[:500].decode(errors="replace")}
-
-
-class Server:
-    """`python -m app` on a free port with its own data directory; stopped by stop() (SIGTERM, then SIGKILL)."""
-
-    def __init__(self, data_dir: Path) -> None:
-        self.data_dir = data_dir
-        self.port = free_port()
-        env = {k: v for k, v in os.environ.items() if not k.startswith("CLOUDCOIN_")}
-        env["PYTHONPATH"] = str(ROOT)
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "app", "--port", str(self.port), "--data-dir", str(data_dir)],
-            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
-        self.pid = self.process.pid
-        try:
-            self._wait_healthy()
-        except BaseException:
-            self.stop()
-            raise
-
-    def _wait_healthy(self) -> None:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise SystemExit(f"the server exited with {self.process.returncode}\n{self.log_tail()}")
-            try:
-                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=1)
-                if call(conn, "GET", "/api/health")[0] == 200:
-                    conn.close()
-                    return
-            except OSError:
-                time.sleep(0.05)
-        raise SystemExit(f"the server did not answer /api/health within 30 s\n{self.log_tail()}")
-
-    def connect(self, timeout: float = 600) -> http.client.HTTPConnection:
-        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
-
-    def proc_status(self, field: str) -> float:
-        """A memory field of /proc/<pid>/status (VmHWM, VmRSS) in MB."""
-        with open(f"/proc/{self.pid}/status", encoding="ascii") as status:
-            for line in status:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1]) / 1024
-        raise KeyError(field)
-
-    def reset_peak(self) -> bool:
-        """Reset VmHWM to the current RSS (Linux: write 5 to clear_refs). False if not permitted."""
-        try:
-            with open(f"/proc/{self.pid}/clear_refs", "w", encoding="ascii") as refs:
-                refs.write("5")
-            return True
-        except OSError:
-            return False
-
-    def log_tail(self, lines: int = 20) -> str:
-        log = self.data_dir / "logs" / "server.log"
-        try:
-            return "".join(log.read_text(errors="replace").splitlines(keepends=True)[-lines:])
-        except OSError:
-            return "(no server log)"
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-
-class HealthPoller(threading.Thread):
-    """GET /api/health every `interval` seconds on one keep-alive connection; latencies in ms."""
-
-    def __init__(self, port: int, interval: float = 0.010) -> None:
-        super().__init__(daemon=True)
-        self.port, self.interval = port, interval
-        self.latencies: list[float] = []
-        self.errors = 0
-        self.stop = threading.Event()
-
-    def run(self) -> None:
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
-        next_tick = time.perf_counter()
-        while not self.stop.is_set():
-            started = time.perf_counter()
-            try:
-                status, _ = call(conn, "GET", "/api/health")
-            except (OSError, http.client.HTTPException):
-                status = -1
-                conn.close()
-                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
-            elapsed = (time.perf_counter() - started) * 1000
-            if status == 200:
-                self.latencies.append(elapsed)
-            else:
-                self.errors += 1
-            next_tick += self.interval
-            time.sleep(max(0.0, next_tick - time.perf_counter()))
-        conn.close()
-
-
-def percentile(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
 def latency_summary(latencies: list[float], errors: int = 0) -> dict[str, Any]:
@@ -205,42 +70,6 @@ def latency_summary(latencies: list[float], errors: int = 0) -> dict[str, Any]:
 
 # -- the wallets --------------------------------------------------------------------------------
 
-def wallet_name(size: int) -> str:
-    return f"Bench_{size}"
-
-
-def recover_rename(dest: Path, size: int) -> None:
-    """A run interrupted between two renames (P5, or bench/rename.py) leaves `Bench_N renamed`: undo it."""
-    name = wallet_name(size)
-    alternate = dest / f"{name} renamed"
-    if alternate.is_dir() and not (dest / name).exists():
-        os.rename(alternate, dest / name)
-
-
-def build_wallet(size: int, dest: Path) -> Path:
-    recover_rename(dest, size)
-    started = time.perf_counter()
-    out = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "make_wallet.py"), str(size), "--dest", str(dest),
-         "--name", wallet_name(size)],
-        check=True, capture_output=True, text=True,
-    )
-    wallet = Path(out.stdout.strip().splitlines()[-1])
-    print(f"wallet {wallet} ready in {time.perf_counter() - started:.1f} s", flush=True)
-    return wallet
-
-
-def coins_present(wallet: Path) -> int:
-    total = 0
-    for folder in ("Bank", "Fracked"):
-        try:
-            with os.scandir(wallet / folder) as entries:
-                total += sum(1 for e in entries if e.name.endswith(".bin"))
-        except FileNotFoundError:
-            pass
-    return total
-
-
 def plan_disk(sizes: list[int], dest: Path) -> list[int]:
     """The sizes that fit on the disk (wallets still to build plus the largest pair of archives)."""
     dest.mkdir(parents=True, exist_ok=True)
@@ -250,7 +79,7 @@ def plan_disk(sizes: list[int], dest: Path) -> list[int]:
     need = 0
     for size in sorted(sizes):
         wallet = dest / wallet_name(size)
-        build = 0 if (wallet.is_dir() and coins_present(wallet) == size) else size * WALLET_BYTES_PER_COIN + (2 << 20)
+        build = 0 if (wallet.is_dir() and count_coins(wallet) == size) else size * WALLET_BYTES_PER_COIN + (2 << 20)
         archives = 2 * size * ARCHIVE_BYTES_PER_COIN
         if need + build + (256 << 20) > free or archives + (256 << 20) > tmp_free:
             print(f"not enough free disk for {size} coins: needs ≈ {(build + archives) / 1e9:.2f} GB "
@@ -261,22 +90,6 @@ def plan_disk(sizes: list[int], dest: Path) -> list[int]:
         fitting.append(size)
     print(f"disk: {free / 1e9:.1f} GB free under {dest}, ≈ {need / 1e9:.2f} GB needed for new wallets", flush=True)
     return [s for s in sizes if s in fitting]
-
-
-def warm_cache(wallet: Path) -> tuple[int, float]:
-    """Read every file once (untimed for the figures): the page cache is then warm."""
-    started = time.perf_counter()
-    count = 0
-    for folder, _, files in os.walk(wallet):
-        for name in files:
-            path = os.path.join(folder, name)
-            if os.path.islink(path):
-                continue
-            with open(path, "rb") as handle:
-                while handle.read(1 << 20):
-                    pass
-            count += 1
-    return count, time.perf_counter() - started
 
 
 # -- one run of each ----------------------------------------------------------------------------
@@ -293,20 +106,17 @@ def time_zip(wallet: Path, work: Path) -> float:
 def time_api_backup(server: Server, wallet: str, work: Path, size: int, encrypted: bool,
                     during: Any = None) -> tuple[float, HealthPoller, dict[str, Any]]:
     destination = work / "api-backup"
-    poller = HealthPoller(server.port)
     conn = server.connect()
     try:
-        poller.start()
-        time.sleep(0.05)  # the poller runs before the backup starts
-        if during is not None:
-            during.start()
-        started = time.perf_counter()
-        status, body = call(conn, "POST", "/api/wallets/backup",
-                            {"wallet_path": wallet, "destination": str(destination)})
-        elapsed = time.perf_counter() - started
+        with HealthPoller(server.port) as poller:
+            time.sleep(0.05)  # the poller runs before the backup starts
+            if during is not None:
+                during.start()
+            started = time.perf_counter()
+            status, body = call(conn, "POST", "/api/wallets/backup",
+                                {"wallet_path": wallet, "destination": str(destination)})
+            elapsed = time.perf_counter() - started
     finally:
-        poller.stop.set()
-        poller.join()
         conn.close()
         if during is not None and during.is_alive():
             during.join()
@@ -451,7 +261,7 @@ class _Starter:
 def p5_rename_big(server: Server, wallet: Path, renames: int = 10) -> dict[str, Any]:
     """Rename the big wallet back and forth (an even number: it ends under its own name)."""
     conn = server.connect(timeout=60)
-    names = [wallet.name, f"{wallet.name} renamed"]
+    names = [wallet.name, alternate(wallet).name]
     current = wallet
     times: list[float] = []
     failures: list[str] = []
@@ -470,9 +280,8 @@ def p5_rename_big(server: Server, wallet: Path, renames: int = 10) -> dict[str, 
                 break
     finally:
         conn.close()
-        if current != wallet and current.is_dir() and not wallet.exists():
+        if rename_back(current, wallet):
             # Leave the shared wallet under its own name even after a failure (outside the server).
-            os.rename(current, wallet)
             failures.append("the wallet was renamed back on disk by the script (not by the API)")
     out = {
         "renames_ms": [round(t, 1) for t in times],
@@ -505,18 +314,12 @@ def bench_size(size: int, wallet: Path, runs: int, encrypt: bool, extras_size: i
         server = Server(work / "Client_Data")
         try:
             conn = server.connect()
-            status, body = call(conn, "POST", "/api/wallets/locations", {"path": str(wallet)})
+            register(conn, wallet)
             conn.close()
-            if status != 200 or not body.get("success"):
-                raise SystemExit(f"registering {wallet} failed: HTTP {status} {body}")
             files, seconds = warm_cache(wallet)
             print(f"  {size}: server pid {server.pid} on port {server.port}; page cache warmed "
                   f"({files} files read in {seconds:.1f} s)", flush=True)
-            idle = HealthPoller(server.port)
-            idle.start()
-            time.sleep(1.0)
-            idle.stop.set()
-            idle.join()
+            idle = idle_health(server.port)
             result["health_idle"] = latency_summary(idle.latencies, idle.errors)
             result["rss_idle_mb"] = round(server.proc_status("VmRSS"), 1)
             result["hwm_before_mb"] = round(server.proc_status("VmHWM"), 1)
@@ -677,26 +480,20 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     results = []
     for size in sizes:
-        wallet = build_wallet(size, dest)
+        wallet = build_wallet(size, dest, announce=True)
         results.append(bench_size(size, wallet, args.runs, args.encrypt, extras_size))
     table, goals = report(results, args.encrypt)
     print()
     print(f"bench/backup.py --sizes {','.join(map(str, sizes))} --runs {args.runs}"
           f"{'' if args.encrypt else ' --no-encrypt'}  ({os.cpu_count()} CPUs, {time.perf_counter() - started:.0f} s)")
     print(table)
-    out = args.out / "backup-results.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "cpus": os.cpu_count(),
+    write_results(args.out / "backup-results.json", {
         "zip": zip_version[0].strip() if zip_version else "zip",
         "runs": args.runs,
         "goals": goals,
         "sizes": results,
         "table": table.splitlines(),
-    }, indent=2) + "\n", encoding="utf-8")
-    print(f"\nwritten: {out}")
+    })
     return 0
 
 

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib.util
 import json
 import math
 import multiprocessing
@@ -46,40 +45,25 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/common.py, from any working directory
 ROOT = Path(__file__).resolve().parent.parent
 # The project's packages (`jobs`, `app`) must win over this script's own name.
 if str(ROOT) not in sys.path[:1]:
     sys.path.insert(0, str(ROOT))
 
-
-def _load(name: str, path: Path) -> Any:
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-bench_backup = _load("bench_backup", ROOT / "bench" / "backup.py")
-make_wallet = _load("bench_make_wallet", ROOT / "bench" / "make_wallet.py")
-Server = bench_backup.Server
-call = bench_backup.call
+import make_wallet  # noqa: E402
+from common import (  # noqa: E402
+    WALLET_BYTES_PER_COIN, Server, alternate, build_wallet, call, parse_time, register, rename_back, wallet_name,
+    warm_cache, write_results,
+)
 
 P6_OVERHEAD_MS = 2.0
 P7_RPS = 2000.0
 SMALL_COINS = 20
-
-
-def parse_time(value: str | None) -> float | None:
-    if value is None:
-        return None
-    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
 
 
 # -- P6 in process ------------------------------------------------------------------------------
@@ -221,10 +205,10 @@ def p6_http(server: Any, work: Path, n_jobs: int, n_wallets: int, rename_share: 
         make_minimal_wallet(path)
         movable.append(path)
     conn = server.connect()
-    status, body = call(conn, "POST", "/api/wallets/locations", {"path": str(wallets_dir)})
+    body = register(conn, wallets_dir)
     conn.close()
-    if status != 200 or len(body.get("wallets_added", [])) != n_wallets + n_renames:
-        raise SystemExit(f"registering {wallets_dir} failed: HTTP {status} {json.dumps(body)[:500]}")
+    if len(body.get("wallets_added", [])) != n_wallets + n_renames:
+        raise SystemExit(f"registering {wallets_dir} failed: {json.dumps(body)[:500]}")
     print(f"  {n_wallets} wallets of {SMALL_COINS} coins and {n_renames} to rename written and registered "
           f"in {time.perf_counter() - started:.1f} s", flush=True)
 
@@ -419,19 +403,17 @@ def generate_load(url: str, seconds: float, connections: int, procs: int) -> dic
 
 
 def p7(server: Any, work: Path, coins: int, seconds: float, connections: int, procs: int, dest: Path) -> dict[str, Any]:
-    bench_backup.recover_rename(dest, coins)
-    if not (dest / bench_backup.wallet_name(coins)).is_dir():
-        need = coins * bench_backup.WALLET_BYTES_PER_COIN
+    rename_back(alternate(dest / wallet_name(coins)), dest / wallet_name(coins))
+    if not (dest / wallet_name(coins)).is_dir():
+        need = coins * WALLET_BYTES_PER_COIN
         free = shutil.disk_usage(dest if dest.exists() else dest.parent).free
         if free < need + (512 << 20):
             print(f"  not enough free disk for the {coins}-coin wallet (≈ {need / 1e9:.2f} GB, free {free / 1e9:.2f} GB)")
             return {"error": "not enough disk"}
-    wallet = bench_backup.build_wallet(coins, dest)
+    wallet = build_wallet(coins, dest, announce=True)
     conn = server.connect()
-    status, body = call(conn, "POST", "/api/wallets/locations", {"path": str(wallet)})
-    if status != 200:
-        raise SystemExit(f"registering {wallet} failed: HTTP {status} {body}")
-    bench_backup.warm_cache(wallet)
+    register(conn, wallet)
+    warm_cache(wallet)
     dest_root = work / "p7"
     dest_root.mkdir()
     # One synchronous backup tells how long one takes.
@@ -566,19 +548,13 @@ def main(argv: list[str] | None = None) -> int:
           f"--connections {args.connections}  ({os.cpu_count()} CPUs, {workers} workers, "
           f"{time.perf_counter() - started:.0f} s)")
     print(table)
-    out = args.out / "jobs-results.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "cpus": os.cpu_count(),
+    write_results(args.out / "jobs-results.json", {
         "goals": goals,
         "p6_inprocess": inproc,
         "p6_http": http,
         "p7": load,
         "table": table.splitlines(),
-    }, indent=2) + "\n", encoding="utf-8")
-    print(f"\nwritten: {out}")
+    })
     return 0
 
 

@@ -11,62 +11,16 @@ the goal. An even number of renames leaves the wallet under its own name; so doe
 from __future__ import annotations
 
 import argparse
-import http.client
-import json
-import os
-import shutil
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime
 from pathlib import Path
-from urllib.parse import urlencode
 
-ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/common.py, from any working directory
+from common import ROOT, Server, alternate, build_wallet, call, parse_time, register, rename_back  # noqa: E402
+
 GOAL_MS = 50.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def build_wallet(coins: int, dest: Path) -> Path:
-    name = f"Bench_{coins}"
-    alternate = dest / f"{name} renamed"
-    if alternate.is_dir() and not (dest / name).exists():
-        os.rename(alternate, dest / name)  # a previous run was interrupted between two renames
-    out = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "make_wallet.py"), str(coins), "--dest", str(dest), "--name", name],
-        check=True, capture_output=True, text=True,
-    )
-    return Path(out.stdout.strip().splitlines()[-1])
-
-
-def call(conn: http.client.HTTPConnection, path: str, params: dict[str, str]) -> tuple[int, dict]:
-    conn.request("GET", f"{path}?{urlencode(params)}")
-    response = conn.getresponse()
-    return response.status, json.loads(response.read())
-
-
-def wait_for_health(port: int, server: subprocess.Popen) -> None:
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise SystemExit(f"the server exited with {server.returncode}")
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            conn.request("GET", "/api/health")
-            if conn.getresponse().status == 200:
-                conn.close()
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise SystemExit("the server did not answer /api/health within 20 s")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -81,46 +35,32 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"building (or reusing) a {args.coins:,}-coin wallet in {args.dest} …", file=sys.stderr)
     wallet = build_wallet(args.coins, args.dest.resolve())
-    names = [wallet.name, f"{wallet.name} renamed"]
+    names = [wallet.name, alternate(wallet).name]
 
-    data_dir = Path(tempfile.mkdtemp(prefix="cloudcoin-bench-rename-")) / "Client_Data"
-    port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "app", "--host", "127.0.0.1", "--port", str(port), "--data-dir", str(data_dir)],
-        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        env={**os.environ, "CLOUDCOIN_LOG_LEVEL": "WARNING"},
-    )
     times_ms: list[float] = []
     job_ms: list[float] = []
-    current = wallet
-    try:
-        wait_for_health(port, server)
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-        status, body = call(conn, "/api/wallets/locations", {"path": str(wallet)})
-        if status != 200:
-            raise SystemExit(f"registering the wallet failed: {status} {body}")
-        for n in range(renames):
-            target = names[(n + 1) % 2]
-            started = time.perf_counter()
-            status, body = call(conn, "/api/wallets/rename", {"wallet_path": str(current), "new_name": target})
-            elapsed = (time.perf_counter() - started) * 1000
-            if status != 200:
-                raise SystemExit(f"rename {n + 1} failed: {status} {body}")
-            current = Path(body["new_path"])
-            times_ms.append(elapsed)
-            _, job = call(conn, f"/api/jobs/{body['job_id']}", {})
-            job_ms.append(_job_duration_ms(job))
-        conn.close()
-    finally:
-        server.terminate()
+    with tempfile.TemporaryDirectory(prefix="cloudcoin-bench-rename-", ignore_cleanup_errors=True) as tmp:
+        server = Server(Path(tmp) / "Client_Data", env={"CLOUDCOIN_LOG_LEVEL": "WARNING"})
+        current = wallet
         try:
-            server.wait(15)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
-        if current != wallet and current.is_dir() and not wallet.exists():
-            os.rename(current, wallet)
-        shutil.rmtree(data_dir.parent, ignore_errors=True)
+            conn = server.connect(timeout=30)
+            register(conn, wallet)
+            for n in range(renames):
+                target = names[(n + 1) % 2]
+                started = time.perf_counter()
+                status, body = call(conn, "GET", "/api/wallets/rename",
+                                    {"wallet_path": str(current), "new_name": target})
+                elapsed = (time.perf_counter() - started) * 1000
+                if status != 200:
+                    raise SystemExit(f"rename {n + 1} failed: {status} {body}")
+                current = Path(body["new_path"])
+                times_ms.append(elapsed)
+                _, job = call(conn, "GET", f"/api/jobs/{body['job_id']}")
+                job_ms.append((parse_time(job["finished_at"]) - parse_time(job["started_at"])) * 1000)
+            conn.close()
+        finally:
+            server.stop()
+            rename_back(current, wallet)
 
     median = statistics.median(times_ms)
     verdict = "meets" if median <= GOAL_MS else "MISSES"
@@ -132,12 +72,6 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  of which the job itself (started_at → finished_at): median {statistics.median(job_ms):.1f} ms")
     print(f"P5 goal ≤ {GOAL_MS:.0f} ms: {verdict} ({median:.1f} ms)")
     return 0 if median <= GOAL_MS else 1
-
-
-def _job_duration_ms(job: dict) -> float:
-    started = datetime.fromisoformat(job["started_at"].replace("Z", "+00:00"))
-    finished = datetime.fromisoformat(job["finished_at"].replace("Z", "+00:00"))
-    return (finished - started).total_seconds() * 1000
 
 
 if __name__ == "__main__":
