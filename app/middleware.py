@@ -11,6 +11,7 @@ from aiohttp import web
 
 from app.config import MAX_BODY_BYTES, Config
 from app.errors import ApiError
+from app.params import read_params
 
 log = logging.getLogger(__name__)
 
@@ -122,6 +123,10 @@ def security_middleware(config: Config) -> Callable[[web.Request, Handler], Awai
         # The 1 MiB limit holds for every request, also one whose handler never reads the body.
         if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
             raise ApiError(413, f"Request body is larger than {MAX_BODY_BYTES} bytes")
+        # Every request's parameters are checked before any handler runs, also where the handler
+        # takes none: `POST /api/system/logout` with a broken body is a 400, not a silent logout.
+        if request.match_info.http_exception is None:  # an unknown route stays a 404
+            await read_params(request)
         return await handler(request)
 
     return security

@@ -8,10 +8,39 @@ from app import __version__
 
 _PATH_PARAM = re.compile(r"\{(\w+)\}")
 
+#: The three error shapes: api.md's, and the backup seed's two (app.errors draws the tree).
 ERROR_SCHEMA = {
+    "anyOf": [
+        {
+            "type": "object",
+            "required": ["success", "error", "code"],
+            "properties": {"success": {"const": False}, "error": {"type": "string"}, "code": {"type": "integer"}},
+        },
+        {
+            "type": "object",
+            "required": ["error", "message", "code"],
+            "properties": {"error": {"const": True}, "message": {"type": "string"}, "code": {"type": "integer"}},
+        },
+        {
+            "type": "object",
+            "required": ["status", "error", "error_code"],
+            "properties": {
+                "status": {"const": "error"}, "error": {"type": "string"}, "error_code": {"type": "integer"},
+            },
+        },
+    ],
+}
+ACCEPTED_SCHEMA = {
     "type": "object",
-    "description": "api.md's error shape; the seeds' endpoints answer their own documented bodies",
-    "properties": {"success": {"type": "boolean"}, "error": {"type": "string"}, "code": {"type": "integer"}},
+    "required": ["success", "job_id", "task_id", "status", "status_url", "events_url"],
+    "properties": {
+        "success": {"const": True},
+        "job_id": {"type": "string"},
+        "task_id": {"type": "string"},
+        "status": {"type": "string"},
+        "status_url": {"type": "string"},
+        "events_url": {"type": "string"},
+    },
 }
 
 
@@ -28,9 +57,9 @@ def build_openapi(routes: Any) -> dict[str, Any]:
             "version": __version__,
             "description": "Local wallet server: back up, rename and inspect CloudCoin wallets.",
         },
-        "servers": [{"url": "http://127.0.0.1:8080"}],
+        "servers": [{"url": "/"}],
         "paths": paths,
-        "components": {"schemas": {"Error": ERROR_SCHEMA}},
+        "components": {"schemas": {"Error": ERROR_SCHEMA, "Accepted": ACCEPTED_SCHEMA}},
     }
 
 
@@ -46,7 +75,7 @@ def _operation(route: Any, method: str) -> dict[str, Any]:
                 "in": "query",
                 "required": param.required and method == "GET",
                 "description": param.description,
-                "schema": {"type": param.type, "maxLength": 4096} if param.type == "string" else {"type": param.type},
+                "schema": _schema(param),
             }
         )
     operation: dict[str, Any] = {
@@ -66,15 +95,38 @@ def _operation(route: Any, method: str) -> dict[str, Any]:
         operation["requestBody"] = {
             "required": False,
             "content": {
-                media: {"schema": {"type": "object", "properties": {p.name: {"type": p.type} for p in route.params}}}
+                media: {"schema": {"type": "object", "properties": {p.name: _schema(p) for p in route.params}}}
                 for media in ("application/json", "application/x-www-form-urlencoded")
             },
         }
     if route.deprecated:
         operation["deprecated"] = True
     if route.job:
-        operation["responses"]["202"] = {"description": "Job accepted (Prefer: respond-async or async=true)"}
+        operation["responses"]["202"] = {
+            "description": "Job accepted (Prefer: respond-async or async=true)",
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Accepted"}}},
+        }
+    if route.path.endswith("/events"):
+        operation["responses"]["200"] = {
+            "description": "Server-Sent Events: the job's state, then each change, ending with its final status",
+            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+        }
     return operation
+
+
+def _schema(param: Any) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": param.type}
+    if param.type == "string":
+        schema["maxLength"] = 4096
+        if param.required:
+            schema["minLength"] = 1
+    if param.choices:
+        schema["enum"] = list(param.choices)
+    if param.minimum is not None:
+        schema["minimum"] = param.minimum
+    if param.maximum is not None:
+        schema["maximum"] = param.maximum
+    return schema
 
 
 def _slug(path: str) -> str:

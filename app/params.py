@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import json
-from urllib.parse import parse_qsl
 from typing import Any
+from urllib.parse import parse_qsl
 
 from aiohttp import web
 
@@ -17,10 +17,8 @@ async def read_params(request: web.Request) -> dict[str, str]:
     """All parameters of the request as strings; cached on the request. Bad input is a 400."""
     if _PARAMS_KEY in request:
         return request[_PARAMS_KEY]
-    params = _from_query(request.rel_url.raw_query_string)
-    params.update(await _from_body(request))
-    for name, value in params.items():
-        _check(name, value)
+    params = _checked(_from_query(request.rel_url.raw_query_string))
+    params.update(_checked(await _from_body(request)))  # each source checked: the body may not hide a bad query
     request[_PARAMS_KEY] = params
     return params
 
@@ -71,7 +69,7 @@ def _from_json(raw: bytes) -> dict[str, str]:
         raise ApiError(400, "Request body is not valid JSON") from None
     if not isinstance(document, dict):
         raise ApiError(400, "Request body must be a JSON object")
-    return {name: _json_scalar(name, value) for name, value in document.items() if value is not None}
+    return {name: _json_scalar(name, value) for name, value in document.items()}
 
 
 def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -87,10 +85,19 @@ def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
+#: The only parameters a JSON body may give as something other than a string.
+JSON_BOOLEANS = frozenset({"async"})
+JSON_INTEGERS = frozenset({"offset", "limit", "wait", "index"})
+
+
 def _json_scalar(name: str, value: Any) -> str:
+    """A JSON value as the parameter string; `{"wallet_path": false}` must not name a wallet "false"."""
+    if isinstance(value, str):
+        return value
     if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (str, int, float)):
+        if name in JSON_BOOLEANS:
+            return "true" if value else "false"
+    elif isinstance(value, int) and name in JSON_INTEGERS:
         return str(value)
     raise ApiError(400, f"Parameter {name} must be a string")
 
@@ -101,6 +108,12 @@ def _from_pairs(pairs: list[tuple[str, str]], *, where: str) -> dict[str, str]:
         if name in params:
             raise ApiError(400, f"Parameter {name} is given more than once in the {where}")
         params[name] = value
+    return params
+
+
+def _checked(params: dict[str, str]) -> dict[str, str]:
+    for name, value in params.items():
+        _check(name, value)
     return params
 
 
@@ -115,13 +128,24 @@ def _check(name: str, value: str) -> None:
         raise ApiError(400, f"Parameter {name} is not valid UTF-8")
 
 
+def choice(params: dict[str, str], name: str, choices: tuple[str, ...], *, default: str | None = None) -> str | None:
+    """One of `choices` (matched without regard to case), `default` when absent; an empty or other value is a 400."""
+    raw = params.get(name)
+    if raw is None:
+        return default
+    for option in choices:
+        if raw.lower() == option.lower():
+            return option
+    raise ApiError(400, f"Parameter {name} must be one of {', '.join(choices)}")
+
+
 def flag(params: dict[str, str], name: str) -> bool:
     return params.get(name, "").strip().lower() in ("1", "true", "yes", "on")
 
 
 def integer(params: dict[str, str], name: str, *, default: int, minimum: int = 0, maximum: int | None = None) -> int:
     raw = params.get(name)
-    if raw is None or raw == "":
+    if raw is None:
         return default
     try:
         value = int(raw)

@@ -18,6 +18,9 @@ class Param:
     required: bool = False
     type: str = "string"
     secret: bool = False  # taken from the body only, never from the query string
+    choices: tuple[str, ...] = ()
+    minimum: int | None = None
+    maximum: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,9 +49,9 @@ ROUTES: tuple[Route, ...] = (
         ("GET",), "/api/wallets/show-coins", wallets.show_coins, "Coins of a wallet, paginated", "wallets",
         (
             WALLET_PATH,
-            Param("folder", "Bank, Fracked, Limbo or all (default)"),
-            Param("offset", "First coin to list (default 0)", type="integer"),
-            Param("limit", "Coins per page (default 1000, at most 10000)", type="integer"),
+            Param("folder", "Bank, Fracked, Limbo or all (default)", choices=("Bank", "Fracked", "Limbo", "all")),
+            Param("offset", "First coin to list (default 0)", type="integer", minimum=0),
+            Param("limit", "Coins per page (default 1000, at most 10000)", type="integer", minimum=1, maximum=10000),
         ),
     ),
     Route(
@@ -68,15 +71,15 @@ ROUTES: tuple[Route, ...] = (
     Route(
         ("GET",), "/api/jobs", jobs.list_jobs, "Jobs, newest first", "jobs",
         (
-            Param("status", "queued, running, completed, failed or cancelled"),
-            Param("kind", "wallet-backup, wallet-rename, wallet-restore or backup-verify"),
+            Param("status", "Only jobs in this status", choices=("queued", "running", "completed", "failed", "cancelled")),
+            Param("kind", "Only jobs of this kind", choices=("wallet-backup", "wallet-rename", "wallet-restore", "backup-verify")),
             Param("wallet_path", "Only jobs on this wallet path"),
-            Param("limit", "At most this many (default 100, at most 1000)", type="integer"),
+            Param("limit", "At most this many (default 100, at most 1000)", type="integer", minimum=1, maximum=1000),
         ),
     ),
     Route(
         ("GET",), "/api/jobs/{job_id}", jobs.get_job, "One job; wait=N holds the answer until it finishes",
-        "jobs", (Param("wait", "Seconds to wait for the job to finish (at most 60)", type="integer"),),
+        "jobs", (Param("wait", "Seconds to wait for the job to finish (at most 60)", type="integer", minimum=0, maximum=60),),
     ),
     Route(("GET",), "/api/jobs/{job_id}/events", jobs.job_events, "Server-Sent Events of one job", "jobs"),
     Route(("POST",), "/api/jobs/{job_id}/cancel", jobs.cancel_job, "Cancel a job", "jobs"),
@@ -137,7 +140,7 @@ ROUTES: tuple[Route, ...] = (
         ("GET",), "/api/wallets/active/rename", rename.rename_wallet_legacy,
         "Deprecated: rename the wallet in registry row `index`; use /api/wallets/rename", "wallets",
         (
-            Param("index", "0-based registry row of the wallet", True, type="integer"),
+            Param("index", "0-based registry row of the wallet", True, type="integer", minimum=0),
             Param("to", "New folder name", True),
             ASYNC,
         ),

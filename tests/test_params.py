@@ -38,11 +38,44 @@ async def test_query_form_and_json_give_the_same_parameters(echo_client):
     assert from_query == from_form == from_json == expected
 
 
-async def test_json_numbers_and_booleans_become_strings_and_null_is_absent(echo_client):
-    body = await params_of(
-        await echo_client.post("/echo", json={"limit": 10, "async": True, "x": False, "f": 1.5, "n": None})
-    )
-    assert body == {"limit": "10", "async": "true", "x": "false", "f": "1.5"}
+async def test_json_integers_and_booleans_only_where_the_parameter_is_one(echo_client):
+    body = await params_of(await echo_client.post("/echo", json={"limit": 10, "async": True, "index": 0}))
+    assert body == {"limit": "10", "async": "true", "index": "0"}
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        {"wallet_path": False},
+        {"wallet_path": 12},
+        {"new_name": 1.5},
+        {"password": True},
+        {"wallet_path": None},
+        {"limit": True},
+        {"limit": 1.5},
+        {"async": 1},
+    ],
+)
+async def test_json_values_of_the_wrong_type_are_400(echo_client, document):
+    response = await echo_client.post("/echo", json=document)
+    assert response.status == 400
+    name = next(iter(document))
+    assert await response.json() == {"success": False, "error": f"Parameter {name} must be a string", "code": 400}
+
+
+async def test_a_bad_query_value_is_refused_even_when_the_body_gives_the_same_name(echo_client):
+    response = await echo_client.post("/echo?wallet_path=" + "A" * 5000, json={"wallet_path": "ok"})
+    assert response.status == 400
+    assert "longer than 4096" in (await response.json())["error"]
+
+
+async def test_a_broken_body_is_refused_before_a_handler_without_parameters_runs(client):
+    login = await client.post("/api/system/login", json={"password": "pw"})
+    assert login.status == 200
+    response = await client.post("/api/system/logout", data=b"[1, 2]", headers={"Content-Type": "application/json"})
+    assert response.status == 400
+    status = await (await client.get("/api/system/encryption-status")).json()
+    assert status["key_set"] is True  # the broken request changed nothing
 
 
 async def test_body_wins_over_query(echo_client):

@@ -333,10 +333,17 @@ async def test_show_coins_pages_through_the_listing(coins_client):
     assert len(seen) == len(set(seen)) == 32
 
 
-@pytest.mark.parametrize("folder, total", [("Bank", 25), ("Fracked", 5), ("Limbo", 2), ("bank", 25), ("all", 32), ("", 32)])
+@pytest.mark.parametrize("folder, total", [("Bank", 25), ("Fracked", 5), ("Limbo", 2), ("bank", 25), ("all", 32)])
 async def test_show_coins_folder_filter(coins_client, folder, total):
     body = await ok(await coins_client.get("/api/wallets/show-coins", params={"folder": folder}))
     assert body["total"] == total == len(body["coins"])
+
+
+@pytest.mark.parametrize("query", ["folder=", "folder=Counterfeit", "limit=", "offset=", "limit=0", "limit=10001"])
+async def test_show_coins_empty_or_out_of_range_parameters_are_400(coins_client, query):
+    response = await coins_client.get(f"/api/wallets/show-coins?{query}")
+    assert response.status == 400
+    assert (await response.json())["code"] == 400
 
 
 async def test_show_coins_limit_bounds_are_accepted(coins_client):

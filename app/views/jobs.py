@@ -8,7 +8,7 @@ from aiohttp import web
 
 from app.errors import ApiError, missing_parameter
 from app.jobhttp import find_job
-from app.params import integer, read_params
+from app.params import choice, integer, read_params
 from app.state import runner_key
 from jobs.models import Job, JobKind, JobStatus
 from jobs.runner import JobNotCancellable, JobNotFound
@@ -20,12 +20,8 @@ MAX_WAIT_SECONDS = 60
 
 async def list_jobs(request: web.Request) -> web.Response:
     params = await read_params(request)
-    status = params.get("status") or None
-    kind = params.get("kind") or None
-    if status is not None and status not in set(JobStatus):
-        raise ApiError(400, f"Parameter status must be one of {', '.join(JobStatus)}")
-    if kind is not None and kind not in set(JobKind):
-        raise ApiError(400, f"Parameter kind must be one of {', '.join(JobKind)}")
+    status = choice(params, "status", tuple(JobStatus))
+    kind = choice(params, "kind", tuple(JobKind))
     limit = integer(params, "limit", default=100, minimum=1, maximum=1000)
     jobs = request.app[runner_key].list(
         status=status, kind=kind, wallet_path=params.get("wallet_path") or None, limit=limit

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from app.errors import ApiError, missing_parameter
-from app.params import integer, read_params
+from app.errors import missing_parameter
+from app.params import choice, integer, read_params
 from app.state import wallets_key
 from app.wallets import VALUE_FOLDERS
 
@@ -22,15 +22,12 @@ async def wallet_balance(request: web.Request) -> web.Response:
 
 async def show_coins(request: web.Request) -> web.Response:
     params = await read_params(request)
-    folder = params.get("folder", "all") or "all"
-    choices = {f.lower(): f for f in (*VALUE_FOLDERS, "all")}
-    if folder.lower() not in choices:
-        raise ApiError(400, f"Parameter folder must be one of {', '.join(choices.values())}")
+    folder = choice(params, "folder", (*VALUE_FOLDERS, "all"), default="all")
     offset = integer(params, "offset", default=0)
     limit = integer(params, "limit", default=1000, minimum=1, maximum=10000)
     service = request.app[wallets_key]
     wallet = await service.resolve(params.get("wallet_path"))
-    body = await service.show_coins(wallet, folder=choices[folder.lower()], offset=offset, limit=limit)
+    body = await service.show_coins(wallet, folder=folder, offset=offset, limit=limit)
     return web.json_response(body)
 
 
