@@ -242,6 +242,13 @@ def build_coin_file(
     return b"".join(parts)
 
 
+def units_to_json(units: int) -> int | float:
+    """A value in CloudCoin for JSON: an integer when whole, else the exact decimal as a number."""
+    whole, rest = divmod(abs(units), UNITS_PER_COIN)
+    value: int | float = whole if rest == 0 else float(f"{whole}.{rest:08d}")
+    return -value if units < 0 else value
+
+
 def format_value(units: int) -> str:
     """``units`` as CloudCoin with thousands commas and no trailing zeros: 1,000 or 0.01."""
     sign = "-" if units < 0 else ""

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Awaitable, Callable
 
 from app import coins
+from app.coins import units_to_json as _units_to_json
 from app.config import Config
 from app.errors import ApiError, WalletNotFound
 from app.paths import Unresolvable, canonical, folder_name_problem, is_inside, wallet_argument
@@ -445,14 +446,6 @@ def wallet_balance(wallet: Wallet) -> dict[str, Any]:
     body["encrypted_notes"] = encrypted
     body["unreadable_files"] = sorted(unreadable)
     return body
-
-
-def _units_to_json(units: int) -> int | float:
-    """A value in CloudCoin for JSON: an integer when whole, else the exact decimal as a number."""
-    whole, rest = divmod(units, coins.UNITS_PER_COIN)
-    if rest == 0:
-        return whole
-    return float(f"{whole}.{rest:08d}") if units >= 0 else -_units_to_json(-units)
 
 
 def wallet_coins(wallet: Wallet, folder: str, offset: int, limit: int) -> dict[str, Any]:

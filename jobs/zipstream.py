@@ -51,8 +51,14 @@ _LOCAL_READ = struct.Struct("<I10xIIIHH")  # sig crc csize usize name-length ext
 _U16 = struct.Struct("<H")
 _U32 = struct.Struct("<I")
 _U64 = struct.Struct("<Q")
+# The hot path packs once what changes per entry: bytes 12-45 of a central record (time, date,
+# CRC-32, sizes, name length, four zero fields, attributes, offset). Its first 20 bytes are also
+# bytes 10-29 of the local header (the zero extra length included); the rest is constant.
+_CENTRAL_VAR = struct.Struct("<HHIIIH8xII")
+_pack_central_var = _CENTRAL_VAR.pack
 
 _SIG_LOCAL = 0x04034B50
+_LOCAL_SIG = b"PK\x03\x04"
 _SIG_CENTRAL = 0x02014B50
 _SIG_END = 0x06054B50
 _SIG_END64 = 0x06064B50
@@ -71,6 +77,17 @@ _MADE_BY = _MADE_BY_UNIX | _VERSION
 _MADE_BY_ZIP64 = _MADE_BY_UNIX | _VERSION_ZIP64
 _FILE_ATTR = 0o100600 << 16  # regular file, rw------- (backups are private)
 _DIR_ATTR = (0o40700 << 16) | 0x10  # directory, rwx------, plus the MS-DOS directory bit
+# The constant parts of the records of a small file entry, before the packed `_CENTRAL_VAR` bytes.
+_LOCAL_HEAD = {
+    method: struct.pack("<IHHH", _SIG_LOCAL, _VERSION, _FLAG_UTF8, method) for method in (_STORED, _DEFLATED)
+}
+_CENTRAL_HEAD = {
+    method: struct.pack("<IHHHH", _SIG_CENTRAL, _MADE_BY, _VERSION, _FLAG_UTF8, method)
+    for method in (_STORED, _DEFLATED)
+}
+_LOCAL_STORED = _LOCAL_HEAD[_STORED]
+_CENTRAL_STORED = _CENTRAL_HEAD[_STORED]
+_NO_EXTRA = bytes(2)  # the extra-field length of a local header without one
 
 _SMALL = 1 << 20  # files up to this size are read with one os.read
 # A read asks for what it expects: os.read allocates its full request first, and a 1 MiB request
@@ -146,9 +163,11 @@ def _dos_date_time(mtime: float) -> tuple[int, int]:
 
 
 def _encode_name(arcname: str) -> bytes:
-    name = arcname.encode("utf-8")  # a lone surrogate (undecodable file name) raises here
-    # One cheap test for the common case; coin names never contain "..", "\\" or NUL.
-    if not 0 < len(name) <= 0xFFFF or name[0] == 0x2F or b".." in name or b"\\" in name or b"\x00" in name:
+    name = arcname.encode()  # UTF-8; a lone surrogate (undecodable file name) raises here
+    # One cheap test for the common case; coin names never contain "..", "\\" or NUL. The str is
+    # tested, not the bytes: these are ASCII, so the answer is the same, and `in` on bytes costs
+    # three times as much (it tries its argument as an int first, raising and clearing an error).
+    if not 0 < len(name) <= 0xFFFF or arcname[0] == "/" or ".." in arcname or "\\" in arcname or "\x00" in arcname:
         _check_name(name, arcname)
     return name
 
@@ -247,6 +266,43 @@ class ZipWriter:
         if not self._usable:
             self._refuse()
         return self._put(_encode_name(arcname), data, compress, mtime)
+
+    def add_bytes_fast(self, arcname: str, data: bytes, *, compress: bool, mtime: float) -> None:
+        """`add_bytes` returning nothing, with a stored entry written inline: a backup's hot path.
+
+        The name is checked as `add_bytes` checks it and the records are the same; what it saves is
+        what a coin file cannot afford 100,000 times: the result object and the general path.
+        """
+        name = arcname.encode()  # as `_encode_name`, inline
+        nlen = len(name)
+        if not 0 < nlen <= 0xFFFF or arcname[0] == "/" or ".." in arcname or "\\" in arcname or "\x00" in arcname:
+            _check_name(name, arcname)
+        if not self._usable:
+            self._refuse()
+        usize = len(data)
+        off = self._offset
+        limit = self._limit
+        if compress or usize >= _FLUSH_AT or usize >= limit or off >= limit:
+            self._put(name, data, compress, mtime)
+            return
+        date, tim = self._dos_cache.get(int(mtime)) or self._dos_miss(mtime)
+        var = _pack_central_var(tim, date, zlib.crc32(data), usize, usize, nlen, _FILE_ATTR, off)
+        buf = self._buf
+        buf += _LOCAL_STORED
+        buf += var[:20]
+        buf += name
+        buf += data
+        cd = self._cd
+        cd += _CENTRAL_STORED
+        cd += var
+        cd += name
+        self._offset = off + 30 + nlen + usize
+        self._entries += 1
+        self._bytes_in += usize
+        if len(buf) >= _FLUSH_AT:
+            self._flush_out()
+        if len(cd) >= _FLUSH_AT:
+            self._spill_central()
 
     def add_file(
         self,
@@ -380,9 +436,13 @@ class ZipWriter:
         return self._offset - self._base
 
     def abort(self) -> None:
-        """Forget the archive: drop the spooled central directory; `out` is left to the caller."""
-        self._buf.clear()
-        self._cd.clear()
+        """Forget the archive: drop the spooled central directory; `out` is left to the caller.
+
+        Never raises for the buffers: they are replaced, not cleared, so that even a view someone
+        still holds on them cannot turn the abort of a failed archive into a second error.
+        """
+        self._buf = bytearray()
+        self._cd = bytearray()
         self._drop_spool()
 
     # -- internals --------------------------------------------------------------------------
@@ -414,9 +474,12 @@ class ZipWriter:
         try:
             n = self._out.write(data)
             if n is not None and n < len(data):  # a raw file may write short; buffered ones don't
-                view = memoryview(data)
-                while n < len(view):
-                    n += self._out.write(view[n:]) or 0
+                # Released however the loop ends: a view left alive on `_buf` by a failed write
+                # would make abort() raise BufferError and hide that failure.
+                with memoryview(data) as view:
+                    size = len(view)
+                    while n < size:
+                        n += self._out.write(view[n:]) or 0
         except BaseException:
             # Whatever part reached the file is unaccounted for: refuse to go on (only a streamed
             # entry, which knows where it started, can cut the file back and recover).
@@ -446,17 +509,16 @@ class ZipWriter:
         limit = self._limit
         if csize >= _FLUSH_AT or usize >= limit or csize >= limit or off >= limit:
             return self._put_large(name, payload, method, crc, usize, csize, date, tim)
-        # The common case, a coin file, kept in one flat stretch of code: it runs 100,000 times.
         nlen = len(name)
+        var = _pack_central_var(tim, date, crc, csize, usize, nlen, _FILE_ATTR, off)
         buf = self._buf
-        buf += _LOCAL.pack(_SIG_LOCAL, _VERSION, _FLAG_UTF8, method, tim, date, crc, csize, usize, nlen, 0)
+        buf += _LOCAL_HEAD[method]
+        buf += var[:20]
         buf += name
         buf += payload
         cd = self._cd
-        cd += _CENTRAL.pack(
-            _SIG_CENTRAL, _MADE_BY, _VERSION, _FLAG_UTF8, method, tim, date,
-            crc, csize, usize, nlen, 0, 0, 0, 0, _FILE_ATTR, off,
-        )  # fmt: skip
+        cd += _CENTRAL_HEAD[method]
+        cd += var
         cd += name
         self._offset = off + 30 + nlen + csize
         self._entries += 1
@@ -707,9 +769,10 @@ def _zip64_extra(
 
 def _walk_central(
     fd: int, cd_offset: int, cd_size: int
-) -> Iterator[tuple[bytes, int, int, int, int, int, int]]:
-    """Yield (name, flags, method, crc, compressed size, size, local header offset) per entry,
-    reading the directory in 1 MiB windows so that nothing grows with the entry count."""
+) -> Iterator[tuple[bytes, int, int, int, int, int, int, bytes, int]]:
+    """Yield (name, flags, method, crc, compressed size, size, local header offset, window, start)
+    per entry, reading the directory in 1 MiB windows so that nothing grows with the entry count;
+    the record itself is ``window[start:]``, for the verifier to compare bytes without unpacking."""
     end = cd_offset + cd_size
     pos = cd_offset
     win = b""
@@ -737,7 +800,7 @@ def _walk_central(
         if usize == 0xFFFFFFFF or csize == 0xFFFFFFFF or off == 0xFFFFFFFF:
             extra = win[rel + 46 + nlen : rel + 46 + nlen + xlen]
             usize, csize, off = _zip64_extra(extra, usize, csize, off)
-        yield name, flags, method, crc, csize, usize, off
+        yield name, flags, method, crc, csize, usize, off, win, rel
         pos += total
 
 
@@ -753,7 +816,7 @@ def iter_zip_entries(path: str | os.PathLike[str]) -> Iterator[tuple[str, int, i
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
     try:
         _, cd_offset, cd_size, _ = _find_end(fd, os.fstat(fd).st_size)
-        for name, flags, _, crc, _, usize, _ in _walk_central(fd, cd_offset, cd_size):
+        for name, flags, _, crc, _, usize, _, _, _ in _walk_central(fd, cd_offset, cd_size):
             yield _decode_name(name, flags), usize, crc
     finally:
         os.close(fd)
@@ -763,18 +826,22 @@ def verify_zip(
     path: str | os.PathLike[str],
     *,
     on_entry: Callable[[int], None] | None = None,
+    on_entry_every: int = 1,
     should_stop: Callable[[], bool] | None = None,
 ) -> tuple[int, list[ZipProblem]]:
     """Read every entry back and check it: local header, name, size, CRC-32 (inflating if needed).
 
     Returns (entries checked, problems). Memory stays flat: the central directory and the data are
-    read in 1 MiB windows, big entries are streamed. `on_entry(n)` is called after the n-th entry.
-    A stop request ends the walk with a problem, so a stopped check never reads as a clean one.
-    Only opening the file can raise (`OSError`).
+    read in 1 MiB windows, big entries are streamed. `on_entry(n)` is called after the n-th entry
+    when n is a multiple of `on_entry_every` (a call per entry costs a 100,000-entry check 2%).
+    `should_stop()` is asked before every entry; a stop request ends the walk with a problem, so a
+    stopped check never reads as a clean one. Only opening the file can raise (`OSError`).
     """
+    if on_entry_every < 1:
+        raise ValueError("on_entry_every must be at least 1")
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
     try:
-        return _verify_fd(fd, on_entry, should_stop)
+        return _verify_fd(fd, on_entry, on_entry_every, should_stop)
     finally:
         os.close(fd)
 
@@ -782,6 +849,7 @@ def verify_zip(
 def _verify_fd(
     fd: int,
     on_entry: Callable[[int], None] | None,
+    every: int,
     should_stop: Callable[[], bool] | None,
 ) -> tuple[int, list[ZipProblem]]:
     problems: list[ZipProblem] = []
@@ -795,84 +863,41 @@ def _verify_fd(
     win = b""  # a window over the local headers and data, which come in the same order
     win_start = 0
     crc32 = zlib.crc32
-    unpack_local = _LOCAL_READ.unpack_from
+    odd_flags = _FLAG_DESCRIPTOR | _FLAG_ENCRYPTED
     try:
-        for name_b, flags, method, crc, csize, usize, off in _walk_central(fd, cd_offset, cd_size):
+        for name_b, flags, method, crc, csize, usize, off, cwin, crel in _walk_central(fd, cd_offset, cd_size):
             if should_stop is not None and should_stop():
                 problems.append(ZipProblem("", "verification stopped before the end"))
                 return checked, problems
             checked += 1
             off += shift
-            problem = None
             rel = off - win_start
-            if rel < 0 or rel + 30 + len(name_b) > len(win):
-                if off + 30 + len(name_b) <= cd_offset:  # else a garbage offset: do not read it
-                    win = _pread_exact(fd, _CHUNK, off)
-                    win_start, rel = off, 0
-            if off + 30 + len(name_b) > cd_offset:
-                problem = "local header lies past the start of the central directory"
-            elif len(win) < rel + 30 + len(name_b):
-                problem = "local header lies past the end of the file"
-            else:
-                sig, lcrc, lcsize, lusize, lnlen, lxlen = unpack_local(win, rel)
-                data_off = off + 30 + lnlen + lxlen
-                if sig != _SIG_LOCAL:
-                    problem = "bad local header signature"
-                elif win[rel + 30 : rel + 30 + lnlen] != name_b:
-                    local_name = _decode_name(win[rel + 30 : rel + 30 + lnlen], flags)
-                    problem = f"local header name {local_name!r} differs from the central directory"
-                elif not flags & _FLAG_DESCRIPTOR and lcrc != crc:
-                    problem = "local header CRC-32 differs from the central directory"
-                elif (
-                    not flags & _FLAG_DESCRIPTOR
-                    and lcsize != 0xFFFFFFFF  # ZIP64: the central directory's sizes are the truth
-                    and (lcsize != csize or lusize != usize)
-                ):
-                    problem = "local header sizes differ from the central directory"
-                elif flags & _FLAG_ENCRYPTED:
-                    problem = "entry is encrypted; cannot check it"
-                elif method != _STORED and method != _DEFLATED:
-                    problem = f"unsupported compression method {method}"
-                elif data_off + csize > cd_offset:
-                    problem = "entry data runs into the central directory (truncated archive?)"
-                elif method == _STORED and csize != usize:
-                    problem = f"stored entry has compressed size {csize} but size {usize}"
-                else:
-                    drel = data_off - win_start
-                    if csize <= _CHUNK:
-                        if drel + csize > len(win):
-                            win = _pread_exact(fd, max(_CHUNK, data_off + csize - off), off)
-                            win_start = off
-                            drel = data_off - off
-                        data = win[drel : drel + csize]
-                        if len(data) < csize:
-                            problem = "entry data truncated"
-                        elif method == _STORED:
-                            got_crc, got_size = crc32(data), csize
-                        else:
-                            got_crc, got_size, problem = _inflate_check((data,), usize)
-                    else:
-                        chunks = _pread_chunks(fd, data_off, csize)
-                        if method == _STORED:
-                            got_crc = got_size = 0
-                            for chunk in chunks:
-                                got_crc = crc32(chunk, got_crc)
-                                got_size += len(chunk)
-                            if got_size < csize:
-                                problem = "entry data truncated"
-                        else:
-                            got_crc, got_size, problem = _inflate_check(chunks, usize)
-                    if problem is None:
-                        if got_size != usize:
-                            problem = f"size {got_size} differs from the recorded {usize}"
-                        elif got_crc != crc:
-                            problem = f"CRC-32 mismatch: recorded {crc:08x}, data gives {got_crc:08x}"
-            if problem is not None:
-                problems.append(ZipProblem(_decode_name(name_b, flags), problem))
-                if len(problems) >= _MAX_PROBLEMS:
-                    problems.append(ZipProblem("", "too many problems; verification stopped"))
-                    return checked, problems
-            if on_entry is not None:
+            data_end = rel + 30 + len(name_b) + csize
+            # The fast path, taken by every stored entry whose records agree byte for byte and
+            # whose data is in the window: what `_check_entry` would pass, tested with no copies
+            # but the data's. Anything else, deflated entries included, goes the long way.
+            if not (
+                method == _STORED
+                and csize == usize
+                and not flags & odd_flags
+                and rel >= 0
+                and data_end <= len(win)
+                and off + data_end - rel <= cd_offset
+                and win.startswith(_LOCAL_SIG, rel)
+                and win.startswith(cwin[crel + 8 : crel + 30], rel + 6)  # flags … name length
+                and win.startswith(_NO_EXTRA, rel + 28)
+                and win.startswith(name_b, rel + 30)
+                and crc32(win[data_end - csize : data_end]) == crc
+            ):
+                problem, win, win_start = _check_entry(
+                    fd, win, win_start, cd_offset, name_b, flags, method, crc, csize, usize, off
+                )
+                if problem is not None:
+                    problems.append(ZipProblem(_decode_name(name_b, flags), problem))
+                    if len(problems) >= _MAX_PROBLEMS:
+                        problems.append(ZipProblem("", "too many problems; verification stopped"))
+                        return checked, problems
+            if on_entry is not None and not checked % every:
                 on_entry(checked)
     except ZipFormatError as exc:
         problems.append(ZipProblem("", str(exc)))
@@ -885,6 +910,79 @@ def _verify_fd(
             ZipProblem("", f"central directory holds {checked} entries, its end record says {count}")
         )
     return checked, problems
+
+
+def _check_entry(
+    fd: int, win: bytes, win_start: int, cd_offset: int, name_b: bytes, flags: int, method: int,
+    crc: int, csize: int, usize: int, off: int,
+) -> tuple[str | None, bytes, int]:  # fmt: skip
+    """Every check of one entry, with the window moved as needed: (problem or None, window, its start)."""
+    problem = None
+    crc32 = zlib.crc32
+    rel = off - win_start
+    if rel < 0 or rel + 30 + len(name_b) > len(win):
+        if off + 30 + len(name_b) <= cd_offset:  # else a garbage offset: do not read it
+            win = _pread_exact(fd, _CHUNK, off)
+            win_start, rel = off, 0
+    if off + 30 + len(name_b) > cd_offset:
+        problem = "local header lies past the start of the central directory"
+    elif len(win) < rel + 30 + len(name_b):
+        problem = "local header lies past the end of the file"
+    else:
+        sig, lcrc, lcsize, lusize, lnlen, lxlen = _LOCAL_READ.unpack_from(win, rel)
+        data_off = off + 30 + lnlen + lxlen
+        if sig != _SIG_LOCAL:
+            problem = "bad local header signature"
+        elif win[rel + 30 : rel + 30 + lnlen] != name_b:
+            local_name = _decode_name(win[rel + 30 : rel + 30 + lnlen], flags)
+            problem = f"local header name {local_name!r} differs from the central directory"
+        elif not flags & _FLAG_DESCRIPTOR and lcrc != crc:
+            problem = "local header CRC-32 differs from the central directory"
+        elif (
+            not flags & _FLAG_DESCRIPTOR
+            and lcsize != 0xFFFFFFFF  # ZIP64: the central directory's sizes are the truth
+            and (lcsize != csize or lusize != usize)
+        ):
+            problem = "local header sizes differ from the central directory"
+        elif flags & _FLAG_ENCRYPTED:
+            problem = "entry is encrypted; cannot check it"
+        elif method != _STORED and method != _DEFLATED:
+            problem = f"unsupported compression method {method}"
+        elif data_off + csize > cd_offset:
+            problem = "entry data runs into the central directory (truncated archive?)"
+        elif method == _STORED and csize != usize:
+            problem = f"stored entry has compressed size {csize} but size {usize}"
+        else:
+            drel = data_off - win_start
+            if csize <= _CHUNK:
+                if drel + csize > len(win):
+                    win = _pread_exact(fd, max(_CHUNK, data_off + csize - off), off)
+                    win_start = off
+                    drel = data_off - off
+                data = win[drel : drel + csize]
+                if len(data) < csize:
+                    problem = "entry data truncated"
+                elif method == _STORED:
+                    got_crc, got_size = crc32(data), csize
+                else:
+                    got_crc, got_size, problem = _inflate_check((data,), usize)
+            else:
+                chunks = _pread_chunks(fd, data_off, csize)
+                if method == _STORED:
+                    got_crc = got_size = 0
+                    for chunk in chunks:
+                        got_crc = crc32(chunk, got_crc)
+                        got_size += len(chunk)
+                    if got_size < csize:
+                        problem = "entry data truncated"
+                else:
+                    got_crc, got_size, problem = _inflate_check(chunks, usize)
+            if problem is None:
+                if got_size != usize:
+                    problem = f"size {got_size} differs from the recorded {usize}"
+                elif got_crc != crc:
+                    problem = f"CRC-32 mismatch: recorded {crc:08x}, data gives {got_crc:08x}"
+    return problem, win, win_start
 
 
 def _pread_chunks(fd: int, offset: int, size: int) -> Iterator[bytes]:

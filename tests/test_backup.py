@@ -19,6 +19,7 @@ import pytest
 
 from app import __version__, coins
 from jobs import backup as backup_job
+from jobs import backup_archive
 from jobs.zipstream import ZipProblem
 from tests.conftest import coin_bytes, write_coins
 
@@ -585,7 +586,7 @@ async def test_a_failed_backup_is_not_remembered(client, tmp_path, data_dir):
 async def test_cancel_mid_archive_leaves_no_file(client, tmp_path, data_dir, monkeypatch):
     write_coins(default_wallet(data_dir) / "Bank", range(1, 400))
     started, release = threading.Event(), threading.Event()
-    real = backup_job.plain_single_units
+    real = backup_archive.plain_single_units
 
     def slow_first(data: bytes) -> int | None:
         if not started.is_set():
@@ -593,7 +594,7 @@ async def test_cancel_mid_archive_leaves_no_file(client, tmp_path, data_dir, mon
             release.wait(10)
         return real(data)
 
-    monkeypatch.setattr(backup_job, "plain_single_units", slow_first)
+    monkeypatch.setattr(backup_archive, "plain_single_units", slow_first)
     destination = tmp_path / "b"
     response = await client.post("/api/wallets/backup", json={"destination": str(destination), "async": True})
     assert response.status == 202
@@ -614,7 +615,7 @@ async def test_cancel_mid_archive_leaves_no_file(client, tmp_path, data_dir, mon
 async def test_sync_caller_of_a_cancelled_backup_gets_an_answer(client, tmp_path, data_dir, monkeypatch):
     write_coins(default_wallet(data_dir) / "Bank", range(1, 50))
     started, release = threading.Event(), threading.Event()
-    real = backup_job.plain_single_units
+    real = backup_archive.plain_single_units
 
     def slow_first(data: bytes) -> int | None:
         if not started.is_set():
@@ -622,7 +623,7 @@ async def test_sync_caller_of_a_cancelled_backup_gets_an_answer(client, tmp_path
             release.wait(10)
         return real(data)
 
-    monkeypatch.setattr(backup_job, "plain_single_units", slow_first)
+    monkeypatch.setattr(backup_archive, "plain_single_units", slow_first)
     destination = tmp_path / "b"
     request = asyncio.ensure_future(post_backup(client, destination=str(destination)))
     assert await asyncio.to_thread(started.wait, 10)

@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from app import coins, crypto
-from jobs import backup as backup_job
+from app.crypto import CoinEncryptor
+from jobs.backup_coins import plain_single_units
 from tests.conftest import coin_bytes, write_coins
 
 PASSWORD = "correct horse battery staple"
@@ -157,15 +158,15 @@ async def test_the_job_never_shows_the_key(client, tmp_path, data_dir, key):
     assert key not in Path(body["zip_path"]).read_bytes()
 
 
-# -- the batch encryptor against crypto.encrypt_coin_file ------------------------------------------
+# -- the walk's fast path: plain_single_units picks the coins that the batch encryptor takes ---------
 
 
 def test_encryptor_writes_exactly_what_crypto_writes(key):
-    encryptor = backup_job.CoinEncryptor(key)
+    encryptor = CoinEncryptor(key)
     seen = set()
     for serial in range(600):  # more than two batches of nonces
         plain = coin_bytes(serial, denomination=serial % 15 - 8)
-        assert backup_job.plain_single_units(plain) == coins.denomination_value(serial % 15 - 8)
+        assert plain_single_units(plain) == coins.denomination_value(serial % 15 - 8)
         out = encryptor.encrypt_plain_single(plain)
         nonce = out[32:48]
         assert out == crypto.encrypt_coin_file(plain, key, nonce=nonce)
@@ -174,43 +175,23 @@ def test_encryptor_writes_exactly_what_crypto_writes(key):
     assert len(seen) == 600
 
 
-def test_encryptor_hands_other_files_to_crypto(key):
-    encryptor = backup_job.CoinEncryptor(key)
+def test_what_plain_single_units_refuses_goes_to_the_general_encryption(key):
+    encryptor = CoinEncryptor(key)
     with_pans = coin_bytes(1, pans=True)
-    assert backup_job.plain_single_units(with_pans) is None
+    assert plain_single_units(with_pans) is None
     out = encryptor.encrypt(with_pans)
     assert crypto.decrypt_coin_file(out, key) == with_pans
     multi = coins.build_coin_file([coins.Coin(0, s, tuple(os.urandom(16) for _ in range(25))) for s in (1, 2)])
+    assert plain_single_units(multi) is None
     with pytest.raises(coins.CoinFileError):
         encryptor.encrypt(multi)
-    assert repr(encryptor) == "<CoinEncryptor>"
 
 
 def test_plain_single_units_rejects_what_is_not_a_plain_single_coin():
     good = coin_bytes(5, denomination=3)
-    assert backup_job.plain_single_units(good) == 1000 * coins.UNITS_PER_COIN
+    assert plain_single_units(good) == 1000 * coins.UNITS_PER_COIN
     for index, value in ((0, 8), (1, 2), (3, 5), (5, 4), (7, 2), (15, 1), (32, 1), (34, 12)):
         bad = bytearray(good)
         bad[index] = value
-        assert backup_job.plain_single_units(bytes(bad)) is None, index
-    assert backup_job.plain_single_units(good[:-1]) is None
-
-
-def test_nonces_that_would_wrap_the_counter_are_redrawn(key, monkeypatch):
-    real = os.urandom
-    plain = coin_bytes(1)
-    draws = []
-
-    def urandom(n: int) -> bytes:
-        draws.append(n)
-        if len(draws) == 1:
-            return b"\xff" * n  # every nonce at the very top: the counter would wrap
-        return real(n)
-
-    monkeypatch.setattr(backup_job.os, "urandom", urandom)
-    encryptor = backup_job.CoinEncryptor(key)
-    out = encryptor.encrypt_plain_single(plain)
-    monkeypatch.undo()
-    assert len(draws) == 2
-    assert out[32:48] != b"\xff" * 16
-    assert out == crypto.encrypt_coin_file(plain, key, nonce=out[32:48])
+        assert plain_single_units(bytes(bad)) is None, index
+    assert plain_single_units(good[:-1]) is None

@@ -23,6 +23,7 @@ from app.coins import (
     format_value,
     inspect_coin_file,
     parse_coin_file,
+    units_to_json,
     value_from_file_name,
 )
 
@@ -294,6 +295,25 @@ def test_type_4_multi_coin_is_refused():
 )
 def test_format_value(units, text):
     assert format_value(units) == text
+
+
+@pytest.mark.parametrize(
+    ("units", "value"),
+    [
+        (0, 0),
+        (UNITS_PER_COIN, 1),
+        (250 * UNITS_PER_COIN, 250),
+        (UNITS_PER_COIN // 100, 0.01),
+        (1, 0.00000001),
+        (1_234 * UNITS_PER_COIN + 50_000_000, 1234.5),
+        (-3 * UNITS_PER_COIN, -3),
+        (-(UNITS_PER_COIN + 1), -1.00000001),
+    ],
+)
+def test_units_to_json_is_an_int_when_whole_else_the_exact_decimal(units, value):
+    result = units_to_json(units)
+    assert result == value
+    assert type(result) is type(value)
 
 
 def test_single_coin_file_name():

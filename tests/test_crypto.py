@@ -16,8 +16,10 @@ from app.coins import (
     build_coin_file,
     inspect_coin_file,
 )
+from app import crypto
 from app.crypto import (
     KEY_SALT,
+    CoinEncryptor,
     WrongKey,
     decrypt_coin_file,
     derive_key,
@@ -176,3 +178,61 @@ def test_bad_nonce_or_key_length_is_refused(key):
         encrypt_coin_file(plain, key, nonce=bytes(8))
     with pytest.raises(ValueError):
         encrypt_coin_file(plain, key[:16])
+
+
+# -- CoinEncryptor: encrypt_coin_file for many files, byte for byte ---------------------------------
+
+
+def test_encryptor_writes_exactly_what_encrypt_coin_file_writes(key):
+    encryptor = CoinEncryptor(key)
+    assert encryptor.key_check == key_check(key)
+    seen = set()
+    for serial in range(600):  # more than two batches of nonces
+        plain = build_coin_file(
+            [make_coin(serial % 20 - 8, serial)], pown="pfbneud"[serial % 7] * 25,
+            task_id=serial.to_bytes(3, "big"), experimental=serial % 256,
+        )  # fmt: skip
+        out = encryptor.encrypt_plain_single(plain)
+        nonce = out[32:48]
+        assert out == encrypt_coin_file(plain, key, nonce=nonce)
+        assert decrypt_coin_file(out, key) == plain
+        seen.add(nonce)
+    assert len(seen) == 600
+
+
+def test_encryptor_takes_any_plaintext_single_coin_and_refuses_what_encrypt_coin_file_refuses(key):
+    encryptor = CoinEncryptor(key)
+    plain = build_coin_file([make_coin()])
+    out = encryptor.encrypt(plain)
+    assert out == encrypt_coin_file(plain, key, nonce=out[32:48])
+    with_pans = build_coin_file([make_coin(pans=True)])
+    assert decrypt_coin_file(encryptor.encrypt(with_pans), key) == with_pans
+    with pytest.raises(CoinFileError, match="multi-coin"):
+        encryptor.encrypt(build_coin_file([make_coin(), make_coin()]))
+    with pytest.raises(CoinFileError, match="already encrypted"):
+        encryptor.encrypt(out)
+    with pytest.raises(CoinFileError):
+        encryptor.encrypt(plain[:-1])
+    assert repr(encryptor) == "<CoinEncryptor>"
+    with pytest.raises(ValueError):
+        CoinEncryptor(key[:16])
+
+
+def test_encryptor_redraws_nonces_that_would_wrap_the_counter(key, monkeypatch):
+    real = os.urandom
+    plain = build_coin_file([make_coin()])
+    draws = []
+
+    def urandom(n: int) -> bytes:
+        draws.append(n)
+        if len(draws) == 1:
+            return b"\xff" * n  # every nonce at the very top: the counter would wrap
+        return real(n)
+
+    monkeypatch.setattr(crypto.os, "urandom", urandom)
+    encryptor = CoinEncryptor(key)
+    out = encryptor.encrypt_plain_single(plain)
+    monkeypatch.undo()
+    assert len(draws) == 2
+    assert out[32:48] != b"\xff" * 16
+    assert out == encrypt_coin_file(plain, key, nonce=out[32:48])

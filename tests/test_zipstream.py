@@ -49,6 +49,19 @@ class FullDisk(io.FileIO):
         return super().write(data)
 
 
+class ShortThenFull(io.FileIO):
+    """A raw file whose first write goes out only halfway and whose every later write fails (ENOSPC)."""
+
+    writes = 0
+
+    def write(self, data: bytes) -> int:  # type: ignore[override]
+        self.writes += 1
+        if self.writes > 1:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        with memoryview(data) as view:
+            return super().write(view[: len(view) // 2]) or 0
+
+
 def unzip_test(path: Path) -> None:
     if shutil.which("unzip") is None:
         pytest.skip("Info-ZIP unzip is not installed, so `unzip -t` cannot be run")
@@ -332,6 +345,62 @@ def test_unsafe_names_are_refused(tmp_path: Path, name: str) -> None:
         writer.close()
 
 
+def test_a_short_write_then_a_failed_one_surfaces_the_failure_and_abort_stays_quiet(tmp_path: Path) -> None:
+    with ShortThenFull(tmp_path / "t.zip", "w") as out:
+        writer = ZipWriter(out, spool_dir=tmp_path)
+        with pytest.raises(OSError) as info:
+            for i in range(5_000):  # the 1 MiB buffer goes out somewhere in here
+                writer.add_bytes(f"{i}.bin", os.urandom(439), compress=False, mtime=MTIME)
+        assert info.value.errno == errno.ENOSPC
+        assert out.writes == 2  # the retry of the short write is what failed
+        writer.abort()  # no BufferError from a view left on the buffer: the ENOSPC is the error
+        assert "closed" in repr(writer)
+    assert sorted(os.listdir(tmp_path)) == ["t.zip"]
+
+
+@pytest.mark.parametrize("writer_class", [ZipWriter, TinyZip64Writer], ids=["plain", "zip64"])
+def test_add_bytes_fast_writes_what_add_bytes_writes(tmp_path: Path, writer_class: type[ZipWriter]) -> None:
+    entries = [
+        ("Wallet/Bank/1 CloudCoin #1 'x'.bin", os.urandom(439), False),
+        ("Wallet/Bank/1,000 CloudCoin #7998 'Für Ärger – ☃'.bin", os.urandom(455), False),
+        ("Wallet/notes.txt", b"Symbol,Task ID\n" * 300, True),  # deflated: the general path
+        ("Wallet/empty.bin", b"", False),
+        ("Wallet/big.bin", os.urandom((1 << 20) + 7), False),  # over the buffer: the general path
+        ("Wallet/a..b.bin", b"dots inside a name are fine", False),
+    ]
+    archives = []
+    for fast in (False, True):
+        path = tmp_path / f"{fast}.zip"
+        with open(path, "wb") as out, writer_class(out, spool_dir=tmp_path) as writer:
+            for i, (name, data, compress) in enumerate(entries):
+                mtime = MTIME + 2 * (i % 3)
+                if fast:
+                    assert writer.add_bytes_fast(name, data, compress=compress, mtime=mtime) is None
+                else:
+                    writer.add_bytes(name, data, compress=compress, mtime=mtime)
+            assert writer.entries == len(entries)
+            assert writer.bytes_in == sum(len(data) for _, data, _ in entries)
+            writer.close(comment=COMMENT)
+        archives.append(path.read_bytes())
+    assert archives[0] == archives[1]
+    assert verify_zip(tmp_path / "True.zip") == (len(entries), [])
+
+
+@pytest.mark.parametrize(
+    "name", ["", "/etc/passwd", "..", "../up", "a/../../up", "a/..", "back\\slash", "nul\x00byte", "\udcff.bin"]
+)
+def test_add_bytes_fast_refuses_what_add_bytes_refuses(tmp_path: Path, name: str) -> None:
+    with open(tmp_path / "t.zip", "wb") as out, ZipWriter(out, spool_dir=tmp_path) as writer:
+        with pytest.raises(ValueError):
+            writer.add_bytes(name, b"x", compress=False, mtime=MTIME)
+        with pytest.raises(ValueError):
+            writer.add_bytes_fast(name, b"x", compress=False, mtime=MTIME)
+        assert writer.entries == 0
+        writer.abort()
+        with pytest.raises(ValueError, match="closed"):
+            writer.add_bytes_fast("ok", b"x", compress=False, mtime=MTIME)
+
+
 def test_closed_or_aborted_writer_refuses_more_entries(tmp_path: Path) -> None:
     with open(tmp_path / "t.zip", "wb") as out:
         writer = ZipWriter(out, spool_dir=tmp_path)
@@ -498,6 +567,35 @@ def test_verify_of_something_else_than_a_zip(tmp_path: Path) -> None:
     assert verify_zip(path)[1]
     with pytest.raises(FileNotFoundError):
         verify_zip(tmp_path / "missing.zip")
+
+
+def test_verify_calls_on_entry_at_the_asked_multiples(sample: tuple[Path, dict[str, bytes]]) -> None:
+    path, expected = sample
+    count = len(expected) + 3  # and the three folders
+    seen: list[int] = []
+    assert verify_zip(path, on_entry=seen.append) == (count, [])
+    assert seen == list(range(1, count + 1))
+    seen.clear()
+    assert verify_zip(path, on_entry=seen.append, on_entry_every=4) == (count, [])
+    assert seen == list(range(4, count + 1, 4))
+    with pytest.raises(ValueError):
+        verify_zip(path, on_entry=seen.append, on_entry_every=0)
+
+
+def test_verify_accepts_local_headers_that_differ_only_where_it_does_not_check(
+    sample: tuple[Path, dict[str, bytes]]
+) -> None:
+    """The fast path compares whole header bytes; a difference it does not judge (the time) is not a problem."""
+    path, _ = sample
+    offset = data_offset(path, "Wallet/Bank/coin.bin")
+    with zipfile.ZipFile(path) as zf:
+        header_offset = zf.getinfo("Wallet/Bank/coin.bin").header_offset
+    assert offset > header_offset
+    flip_byte(path, header_offset + 10)  # the local header's time field
+    assert verify_zip(path)[1] == []
+    flip_byte(path, header_offset + 14)  # its CRC-32: now it is a problem
+    checked, problems = verify_zip(path)
+    assert problems == [ZipProblem("Wallet/Bank/coin.bin", "local header CRC-32 differs from the central directory")]
 
 
 def test_verify_stops_when_asked_and_says_so(sample: tuple[Path, dict[str, bytes]]) -> None:
