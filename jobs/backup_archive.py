@@ -327,8 +327,16 @@ class Archiver:
     def _add_big_file(self, writer: ZipWriter, arc: str, path: str, is_bin: bool) -> tuple[str | None, int]:
         """A file too big to read whole, streamed; (its SHA-256, size), or (None, 0) when skipped."""
         digest = hashlib.sha256()
+        cancel_is_set = self.cancel.is_set
+
+        def on_chunk(data: bytes) -> None:
+            # A multi-gigabyte file must not hold a cancel (or a shutdown) until it is all archived.
+            if cancel_is_set():
+                raise JobCancelled()
+            digest.update(data)
+
         try:
-            result = writer.add_file(arc, path, compress=not is_bin, on_chunk=digest.update)
+            result = writer.add_file(arc, path, compress=not is_bin, on_chunk=on_chunk)
         except OSError as exc:
             if self.out.write_error is not None:
                 raise  # the archive could not be written: that fails the backup

@@ -735,3 +735,26 @@ async def test_without_hard_links_the_name_is_still_claimed_without_overwriting(
     assert sorted(os.listdir(destination)) == sorted(names)
     for _, body in (first, second):
         assert hashlib.sha256(Path(body["zip_path"]).read_bytes()).hexdigest() == body["zip_sha256"]
+
+
+async def test_cancel_stops_inside_a_big_file_and_leaves_nothing(client, data_dir, tmp_path):
+    """A cancel is honoured between the chunks of one huge file, not only between files."""
+    wallet = data_dir / "Wallets" / "Default"
+    with open(wallet / "Receipts" / "huge.log", "wb") as fh:
+        fh.truncate(2 * 1024**3)  # sparse: deflating it takes far longer than this test waits
+    destination = tmp_path / "big-cancel"
+    accepted = await (await client.post(
+        "/api/wallets/backup", json={"destination": str(destination), "async": "true"}
+    )).json()
+    job_url = f"/api/jobs/{accepted['job_id']}"
+    for _ in range(500):
+        if destination.exists() and os.listdir(destination):
+            break
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.3)  # well inside the big file by now
+    started = time.monotonic()
+    await client.post(f"{job_url}/cancel")
+    job = await (await client.get(job_url, params={"wait": "30"})).json()
+    assert job["status"] == "cancelled"
+    assert time.monotonic() - started < 3, "the cancel waited for the whole file"
+    assert os.listdir(destination) == []
