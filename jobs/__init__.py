@@ -1,1 +1,1 @@
-"""Background jobs: the model, the store, the runner and the job bodies (backup, rename, restore)."""
+"""Background jobs: the model, the store, the runner and the jobs themselves (backup, rename, restore, verify)."""
