@@ -12,6 +12,7 @@ from aiohttp import web
 from app.config import MAX_BODY_BYTES, Config
 from app.errors import ApiError
 from app.params import read_params
+from app.state import route_headers_key
 
 log = logging.getLogger(__name__)
 
@@ -53,11 +54,14 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
 
 
 async def add_response_headers(request: web.Request, response: web.StreamResponse) -> None:
-    """on_response_prepare: the request id and CORS headers go on every answer, streams included."""
+    """on_response_prepare: the request id, CORS and the route's own headers go on every answer, streams included."""
     if REQUEST_ID in request:
         response.headers.setdefault("X-Request-Id", request[REQUEST_ID])
     for name, value in request.get(CORS, {}).items():
         response.headers.setdefault(name, value)
+    resource = request.match_info.route.resource
+    if resource is not None:
+        response.headers.update(request.app.get(route_headers_key, {}).get(resource.canonical, {}))
 
 
 def host_name(host: str) -> str:

@@ -6,6 +6,7 @@ from typing import Awaitable, Callable
 
 from aiohttp import web
 
+from app.state import route_headers_key
 from app.views import backup, jobs, login, rename, restore, system, wallets
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -32,7 +33,18 @@ class Route:
     tag: str
     params: tuple[Param, ...] = ()
     job: bool = False  # answers 202 on request (Prefer: respond-async or async=true)
-    deprecated: bool = False
+    successor: str | None = None  # set on a deprecated route: the path that replaces it
+
+    @property
+    def deprecated(self) -> bool:
+        return self.successor is not None
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """Headers on every answer of this route, errors included (RFC 9745 Deprecation, RFC 8288 Link)."""
+        if self.successor is None:
+            return {}
+        return {"Deprecation": "true", "Link": f'<{self.successor}>; rel="successor-version"'}
 
 
 WALLET_PATH = Param("wallet_path", "Wallet folder: absolute, or relative to Client_Data/Wallets; default the active wallet")
@@ -145,12 +157,13 @@ ROUTES: tuple[Route, ...] = (
             ASYNC,
         ),
         job=True,
-        deprecated=True,
+        successor="/api/wallets/rename",
     ),
 )
 
 
 def add_routes(app: web.Application, routes: tuple[Route, ...] = ROUTES) -> None:
+    app[route_headers_key] = {route.path: route.headers for route in routes if route.headers}
     for route in routes:
         for method in route.methods:
             app.router.add_route(method, route.path, route.handler)

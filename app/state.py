@@ -19,6 +19,8 @@ wallets_key = web.AppKey("wallets", WalletService)
 started_key = web.AppKey("started", float)
 keyring_key = web.AppKey("keyring", KeyRing)
 runner_key = web.AppKey("runner", JobRunner)
+#: Headers that every answer of a route carries, by route path (a deprecated route's Deprecation and Link).
+route_headers_key = web.AppKey("route_headers", dict)
 
 
 T = TypeVar("T")

@@ -718,3 +718,11 @@ async def test_rename_waits_for_a_running_backup_and_a_later_backup_archives_the
     with zipfile.ZipFile(later["result"]["zip_path"]) as archive:
         later_names = archive.namelist()
     assert {n.removeprefix("After Backup/") for n in later_names if n.endswith(".bin")} == coin_names
+
+
+async def test_legacy_headers_also_on_a_parameter_refused_before_the_handler(client):
+    response = await client.get("/api/wallets/active/rename", params={"index": "0", "to": "a\0b"})
+    assert response.status == 400
+    assert {name: response.headers[name] for name in LEGACY_HEADERS} == LEGACY_HEADERS
+    plain = await client.get("/api/wallets/rename", params={"wallet_path": "Default", "new_name": "a\0b"})
+    assert "Deprecation" not in plain.headers

@@ -1,25 +1,18 @@
 """Handlers of the rename endpoints: /api/wallets/rename and the legacy index form /api/wallets/active/rename."""
 from __future__ import annotations
 
-import logging
 from typing import Any, Callable, TypeVar
 
 from aiohttp import web
 
 from app.errors import ApiError, missing_parameter
 from app.jobhttp import answer_with_job
-from app.middleware import REQUEST_ID
 from app.params import read_params
 from app.state import config_key, run_blocking, wallets_key
 from jobs import rename
 from jobs.models import JobKind
 
 T = TypeVar("T")
-log = logging.getLogger(__name__)
-
-#: RFC 9745 (Deprecation) and RFC 8288 (Link): on every answer of the legacy endpoint, errors too.
-LEGACY_HEADERS = {"Deprecation": "true", "Link": '</api/wallets/rename>; rel="successor-version"'}
-
 
 async def rename_wallet(request: web.Request) -> web.Response:
     params = await read_params(request)
@@ -33,21 +26,7 @@ async def rename_wallet(request: web.Request) -> web.Response:
 
 
 async def rename_wallet_legacy(request: web.Request) -> web.Response:
-    try:
-        response = await _rename_at_index(request)
-    except ApiError as error:
-        error.headers.update(LEGACY_HEADERS)
-        raise
-    except Exception as exc:
-        # Logged here as the error middleware would, so that even this 500 carries the headers.
-        request_id = request.get(REQUEST_ID, "")
-        log.exception("unexpected error in %s %s (request %s)", request.method, request.path, request_id)
-        raise ApiError(500, "Internal server error", extra={"request_id": request_id}, headers=LEGACY_HEADERS) from exc
-    response.headers.update(LEGACY_HEADERS)
-    return response
-
-
-async def _rename_at_index(request: web.Request) -> web.Response:
+    """The deprecated index form; its Deprecation and Link headers come from the route table."""
     params = await read_params(request)
     raw_index = params.get("index", "").strip()
     if not raw_index:
