@@ -207,19 +207,19 @@ async def test_unreadable_coin_file_is_valued_from_its_name(client, data_dir):
 
 
 async def test_coin_file_that_cannot_be_opened_is_reported_not_fatal(client, data_dir, monkeypatch):
-    from app import wallets
+    from app import coinfolders
 
     bank = data_dir / "Wallets" / "Default" / "Bank"
     write_coins(bank, [1], denomination=0)
     (bank / "locked.bin").write_bytes(coin_bytes(2, 0))
-    real_read = wallets._read_file
+    real_read = coinfolders._read_file
 
     def read(dir_fd, name):
         if name == "locked.bin":
             raise PermissionError(13, "Permission denied")
         return real_read(dir_fd, name)
 
-    monkeypatch.setattr(wallets, "_read_file", read)
+    monkeypatch.setattr(coinfolders, "_read_file", read)
     body = await ok(await client.get("/api/wallets/balance"))
     assert body["total_notes"] == 1 and body["unreadable_files"] == ["Bank/locked.bin"]
 
@@ -253,7 +253,7 @@ async def test_balance_of_a_path_outside_the_registry_is_404(client, raw):
 
 
 async def test_unregistered_wallet_folder_is_never_read(client, data_dir, tmp_path, monkeypatch):
-    from app import wallets
+    from app import coinfolders
 
     inside = make_wallet(data_dir / "Wallets" / "Stranger")
     outside = make_wallet(tmp_path / "outside" / "Stranger")
@@ -261,8 +261,8 @@ async def test_unregistered_wallet_folder_is_never_read(client, data_dir, tmp_pa
         write_coins(wallet / "Bank", [1], denomination=6)
         write_coins(wallet / "Fracked", [2], denomination=6)
     opened: list[str] = []
-    real_read = wallets._read_file
-    monkeypatch.setattr(wallets, "_read_file", lambda dir_fd, name: opened.append(name) or real_read(dir_fd, name))
+    real_read = coinfolders._read_file
+    monkeypatch.setattr(coinfolders, "_read_file", lambda dir_fd, name: opened.append(name) or real_read(dir_fd, name))
     for raw in ("Stranger", str(inside), str(outside)):
         await error(await client.get("/api/wallets/balance", params={"wallet_path": raw}), 404, f"Wallet not found: {raw}")
         await error(await client.get("/api/wallets/show-coins", params={"wallet_path": raw}), 404)
