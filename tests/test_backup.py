@@ -583,8 +583,8 @@ async def test_a_failed_backup_is_not_remembered(client, tmp_path, data_dir):
 # -- cancel and faults: no file left behind --------------------------------------------------------
 
 
-async def test_cancel_mid_archive_leaves_no_file(client, tmp_path, data_dir, monkeypatch):
-    write_coins(default_wallet(data_dir) / "Bank", range(1, 400))
+def pause_first_coin(monkeypatch) -> tuple[threading.Event, threading.Event]:
+    """Hold the backup at its first coin: `started` is set once it is there, it goes on at `release`."""
     started, release = threading.Event(), threading.Event()
     real = backup_archive.plain_single_units
 
@@ -595,6 +595,12 @@ async def test_cancel_mid_archive_leaves_no_file(client, tmp_path, data_dir, mon
         return real(data)
 
     monkeypatch.setattr(backup_archive, "plain_single_units", slow_first)
+    return started, release
+
+
+async def test_cancel_mid_archive_leaves_no_file(client, tmp_path, data_dir, monkeypatch):
+    write_coins(default_wallet(data_dir) / "Bank", range(1, 400))
+    started, release = pause_first_coin(monkeypatch)
     destination = tmp_path / "b"
     response = await client.post("/api/wallets/backup", json={"destination": str(destination), "async": True})
     assert response.status == 202
@@ -614,16 +620,7 @@ async def test_cancel_mid_archive_leaves_no_file(client, tmp_path, data_dir, mon
 
 async def test_sync_caller_of_a_cancelled_backup_gets_an_answer(client, tmp_path, data_dir, monkeypatch):
     write_coins(default_wallet(data_dir) / "Bank", range(1, 50))
-    started, release = threading.Event(), threading.Event()
-    real = backup_archive.plain_single_units
-
-    def slow_first(data: bytes) -> int | None:
-        if not started.is_set():
-            started.set()
-            release.wait(10)
-        return real(data)
-
-    monkeypatch.setattr(backup_archive, "plain_single_units", slow_first)
+    started, release = pause_first_coin(monkeypatch)
     destination = tmp_path / "b"
     request = asyncio.ensure_future(post_backup(client, destination=str(destination)))
     assert await asyncio.to_thread(started.wait, 10)
