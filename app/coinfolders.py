@@ -6,6 +6,7 @@ import contextlib
 import logging
 import os
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -14,7 +15,7 @@ from app.coins import units_to_json as _units_to_json
 from app.errors import ApiError
 
 if TYPE_CHECKING:
-    from app.wallets import Wallet
+    from app.wallets import Wallet, WalletService
 
 log = logging.getLogger("app.wallets")
 
@@ -215,3 +216,69 @@ def wallet_coins(wallet: Wallet, folder: str, offset: int, limit: int) -> dict[s
 def _name_value(name: str) -> int | float | None:
     units = coins.value_from_file_name(name)
     return None if units is None else _units_to_json(units)
+
+
+# -- coin headers of every registered wallet: login and encryption-status --------------------------
+
+#: The folders whose coin files login and encryption-status look at (api.md, storage.md).
+SCANNED_FOLDERS = ("Bank", "Fracked")
+
+
+@dataclass(slots=True)
+class HeaderScan:
+    encrypted: int = 0  # any encryption type
+    plaintext: int = 0
+    ours: int = 0  # type 4, this project's scheme
+    matching: int = 0  # type-4 files under the key check asked about
+
+
+_MAGIC = bytes((coins.FORMAT, coins.CLOUD_ID)) + coins.COIN_ID.to_bytes(2, "big")
+
+
+def scan_coin_headers(wallets: WalletService, check: bytes | None) -> HeaderScan:
+    """Count the coin files in Bank/ and Fracked/ of every registered wallet by their header.
+
+    With `check`, stop at the first type-4 file under that key check: login needs to know only
+    whether one exists. Files that are not coin files (no format-9 header) count as neither.
+    """
+    scan = HeaderScan()
+    registry = wallets.read()
+    for entry in registry.entries:
+        for folder in SCANNED_FOLDERS:
+            _scan_folder(Path(entry.wallet_path) / folder, check, scan)
+            if check is not None and scan.matching:
+                return scan
+    return scan
+
+
+def _scan_folder(folder: Path, check: bytes | None, scan: HeaderScan) -> None:
+    try:
+        it = os.scandir(folder)
+    except OSError:
+        return  # an offline wallet (unplugged stick) has nothing to count
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+    with it:
+        for entry in it:
+            if not entry.name.lower().endswith(".bin"):
+                continue
+            try:
+                if not entry.is_file(follow_symlinks=False):
+                    continue
+                fd = os.open(entry.path, flags)
+                try:
+                    header = os.read(fd, coins.HEADER_SIZE)
+                finally:
+                    os.close(fd)
+            except OSError:
+                continue
+            if len(header) < coins.HEADER_SIZE or header[:4] != _MAGIC:
+                continue
+            if header[5] == coins.Encryption.NONE:
+                scan.plaintext += 1
+                continue
+            scan.encrypted += 1
+            if header[5] == coins.Encryption.AES256_CTR:
+                scan.ours += 1
+                if check is not None and header[8:15] == check:
+                    scan.matching += 1
+                    return

@@ -6,24 +6,18 @@ key is ever logged, stored or put in a response (only the key's public check).
 from __future__ import annotations
 
 import logging
-import os
-from dataclasses import dataclass
-from pathlib import Path
 
 from aiohttp import web
 
-from app import coins, crypto
+from app import crypto
+from app.coinfolders import scan_coin_headers
 from app.errors import ApiError, FlagError, missing_parameter
 from app.params import read_params
 from app.state import keyring_key, run_blocking, wallets_key
-from app.wallets import WalletService
 
 log = logging.getLogger(__name__)
 
-#: The folders whose coin files login and encryption-status look at (api.md, storage.md).
-SCANNED_FOLDERS = ("Bank", "Fracked")
 INCORRECT_PASSWORD = FlagError(401, "Incorrect password")
-
 
 
 async def login(request: web.Request) -> web.Response:
@@ -69,66 +63,3 @@ async def encryption_status(request: web.Request) -> web.Response:
             "login_required": status.encrypted > 0 and not key_set,
         }
     )
-
-
-# -- reading coin headers (blocking) -----------------------------------------------------------
-
-
-@dataclass(slots=True)
-class HeaderScan:
-    encrypted: int = 0  # any encryption type
-    plaintext: int = 0
-    ours: int = 0  # type 4, this project's scheme
-    matching: int = 0  # type-4 files under the key check asked about
-
-
-_MAGIC = bytes((coins.FORMAT, coins.CLOUD_ID)) + coins.COIN_ID.to_bytes(2, "big")
-
-
-def scan_coin_headers(wallets: WalletService, check: bytes | None) -> HeaderScan:
-    """Count the coin files in Bank/ and Fracked/ of every registered wallet by their header.
-
-    With `check`, stop at the first type-4 file under that key check: login needs to know only
-    whether one exists. Files that are not coin files (no format-9 header) count as neither.
-    """
-    scan = HeaderScan()
-    registry = wallets.read()
-    for entry in registry.entries:
-        for folder in SCANNED_FOLDERS:
-            _scan_folder(Path(entry.wallet_path) / folder, check, scan)
-            if check is not None and scan.matching:
-                return scan
-    return scan
-
-
-def _scan_folder(folder: Path, check: bytes | None, scan: HeaderScan) -> None:
-    try:
-        it = os.scandir(folder)
-    except OSError:
-        return  # an offline wallet (unplugged stick) has nothing to count
-    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
-    with it:
-        for entry in it:
-            if not entry.name.lower().endswith(".bin"):
-                continue
-            try:
-                if not entry.is_file(follow_symlinks=False):
-                    continue
-                fd = os.open(entry.path, flags)
-                try:
-                    header = os.read(fd, coins.HEADER_SIZE)
-                finally:
-                    os.close(fd)
-            except OSError:
-                continue
-            if len(header) < coins.HEADER_SIZE or header[:4] != _MAGIC:
-                continue
-            if header[5] == coins.Encryption.NONE:
-                scan.plaintext += 1
-                continue
-            scan.encrypted += 1
-            if header[5] == coins.Encryption.AES256_CTR:
-                scan.ours += 1
-                if check is not None and header[8:15] == check:
-                    scan.matching += 1
-                    return
