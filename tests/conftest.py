@@ -12,6 +12,7 @@ from aiohttp.test_utils import TestClient
 from app import coins
 from app.config import Config
 from app.main import create_app
+from app.registry import RegistryEntry, write_registry
 
 
 @pytest.fixture
@@ -62,3 +63,14 @@ def write_coins(folder: Path, serials: range | list[int], denomination: int = 0)
         path.write_bytes(data)
         written.append(path)
     return written
+
+
+def register_offline_wallet(data_dir: Path, tmp_path: Path) -> Path:
+    """A registry (written before the server starts) naming Default and a wallet on an unplugged stick."""
+    gone = tmp_path / "unplugged" / "Stick"
+    data_dir.mkdir()
+    write_registry(
+        data_dir / "wallet-locations.csv",
+        [RegistryEntry(str(data_dir / "Wallets" / "Default")), RegistryEntry(str(gone), "removable")],
+    )
+    return gone

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import register_offline_wallet
+
 from app import storage
 from app.registry import COMMENT, RegistryEntry, parse_registry, read_registry, render_registry, write_registry
 
@@ -233,12 +235,7 @@ async def test_registry_of_only_bad_rows_is_repaired_and_the_rows_kept(make_clie
 
 
 async def test_wallet_whose_folder_is_missing_is_listed_offline(make_client, data_dir, tmp_path):
-    gone = tmp_path / "unplugged" / "Stick"
-    data_dir.mkdir()
-    write_registry(
-        data_dir / "wallet-locations.csv",
-        [RegistryEntry(str(data_dir / "Wallets" / "Default")), RegistryEntry(str(gone), "removable")],
-    )
+    gone = register_offline_wallet(data_dir, tmp_path)
     client = await make_client()
     body = await (await client.get("/api/wallets/list")).json()
     assert body["count"] == 2

@@ -11,7 +11,7 @@ import pytest
 from app import coins, crypto
 from app.registry import RegistryEntry, read_registry, write_registry
 from app.wallets import TRANSACTIONS_HEADER, WALLET_FOLDERS
-from tests.conftest import coin_bytes, write_coins
+from tests.conftest import register_offline_wallet, coin_bytes, write_coins
 
 
 def make_wallet(path: Path) -> Path:
@@ -271,12 +271,7 @@ async def test_unregistered_wallet_folder_is_never_read(client, data_dir, tmp_pa
 
 
 async def test_balance_of_an_offline_wallet_is_404_not_zero(make_client, data_dir, tmp_path):
-    gone = tmp_path / "unplugged" / "Stick"
-    data_dir.mkdir()
-    write_registry(
-        data_dir / "wallet-locations.csv",
-        [RegistryEntry(str(data_dir / "Wallets" / "Default")), RegistryEntry(str(gone), "removable")],
-    )
+    gone = register_offline_wallet(data_dir, tmp_path)
     client = await make_client()
     body = await error(await client.get("/api/wallets/balance", params={"wallet_path": str(gone)}), 404)
     assert "offline" in body["error"]
