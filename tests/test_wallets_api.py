@@ -11,7 +11,7 @@ import pytest
 from app import coins, crypto
 from app.registry import RegistryEntry, read_registry, write_registry
 from app.wallets import TRANSACTIONS_HEADER, WALLET_FOLDERS
-from tests.conftest import register_offline_wallet, coin_bytes, write_coins
+from tests.conftest import coin_bytes, register_offline_wallet, write_coins
 
 
 def make_wallet(path: Path) -> Path:
