@@ -1,42 +1,39 @@
-"""Extraction of a backup archive into a fresh temporary folder, every entry checked first (blocking).
+"""Extraction of a backup archive into a fresh temporary folder, in one checked sequential pass (blocking).
 
-Every name and manifest check runs before anything is written. Then the entries are streamed into
-the temporary folder (files 0600, folders 0700; with a login key, Bank and Fracked coin files under
-that key are decrypted on the way out), each file's SHA-256 compared with the manifest as it is
-written, and the file system synced. A refusal, failure or cancel removes the folder again.
+The archive's directory is checked whole first (jobs/backup_check.py: structure, names, types,
+duplicates, collisions; then the manifest's head): nothing is written for an archive refused there.
+Then one sequential read brings every entry, checked against the manifest (type, size, SHA-256,
+CRC-32) before a small file is written, and a big file's chunks are written as they are checked, its
+verdict after the last one. Files are created relative to the descriptor of their folder (0600, times
+from the archive; folders 0700); with a login key, Bank and Fracked coin files under that key are
+decrypted on the way out. No file is fsynced by itself: the whole tree is made durable in one step
+(`restore_temp.sync_tree`) before the caller renames it into place. A refusal, failure or cancel
+removes the folder again.
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import threading
 import time
-import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from app import coins, crypto
-from jobs.archive_checks import (
-    READ_CHUNK,
-    READ_ERRORS,
-    REPORT_EVERY,
-    Manifest,
-    ManifestError,
-    Report,
-    entry_problems,
-    failed,
-    failure,
-    first_problems,
-    read_manifest,
-)
-from jobs.backup import COIN_FOLDERS, MANIFEST_NAME
+from jobs.archive_checks import REPORT_EVERY, Report, failed, failure
+from jobs.backup import COIN_FOLDERS
+from jobs.backup_check import DAMAGED, DIGEST, MANIFEST, NAME, STRUCTURE, BackupCheck, Entry
 from jobs.models import JobCancelled, JobFailed
 from jobs.restore_plan import MAX_REFUSAL_PROBLEMS, RestorePlan, refusal
 from jobs.restore_temp import removed_on_failure, sync_tree
+from jobs.zip.reader import ArchiveError, ZipReader
 
 #: the restore's log, as before this code left jobs.restore
 log = logging.getLogger("jobs.restore")
+
+_FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 @dataclass(slots=True)
@@ -52,24 +49,29 @@ def extract_archive(
     plan: RestorePlan, temp: Path, *, key: bytes | None, cancel: threading.Event, report: Report
 ) -> RestoreCounts:
     """Check the archive and extract it into `temp` (created here, removed on any failure)."""
-    with _open_archive(plan.zip_path) as archive:
-        infos = archive.infolist()
-        # Names first, without the manifest: an archive that tries to escape is refused as such.
-        unsafe = first_problems(entry_problems(infos, None, root=None), MAX_REFUSAL_PROBLEMS)
-        if unsafe:
-            raise _refused(unsafe)
+    try:
+        reader = ZipReader(plan.zip_path)
+    except ArchiveError as exc:
+        raise failure(400, f"Not a valid ZIP archive: {exc.problem}") from None
+    except FileNotFoundError:
+        raise failure(404, f"Backup file not found: {plan.zip_path}") from None
+    except OSError as exc:
+        raise failure(400, f"The backup file cannot be read: {exc.strerror}") from None
+    with reader:
+        refuser = _Refuser()
+        check = BackupCheck(reader, refuser, cancel)
         try:
-            manifest = read_manifest(archive)
-        except ManifestError as exc:
-            raise failure(400, f"Refusing to restore: {exc}") from None
-        problems = first_problems(entry_problems(infos, manifest, root=manifest.root), MAX_REFUSAL_PROBLEMS)
-        if problems:
-            raise _refused(problems)
-        root = manifest.root
+            check.scan()
+            if refuser.collected:
+                raise failed(refusal(refuser.collected))
+            refuser.at_once = True
+            check.read_manifest()
+        except OSError as exc:
+            raise _read_failed(plan, exc) from None
+        root = check.root
+        assert root is not None  # read_manifest raised otherwise
         for folder in ("Bank", "Fracked"):
-            if f"{root}{folder}/" not in manifest.entries and not any(
-                path.startswith(f"{root}{folder}/") for path in manifest.entries
-            ):
+            if f"{root}{folder}" not in check.folder_paths:
                 raise failure(400, f"Refusing to restore: the archive holds no wallet ({root}{folder}/ is missing)")
         if cancel.is_set():
             raise JobCancelled()
@@ -79,163 +81,178 @@ def extract_archive(
             log.error("restore: cannot create %s: %s", temp, exc)
             raise failure(500, f"Cannot create the wallet folder in {plan.location}: {exc.strerror}") from None
         with removed_on_failure(temp):
-            extractor = _Extractor(archive, manifest, temp, key, cancel, report)
-            extractor.extract(infos)
+            writer = _Writer(temp, root, key)
+            try:
+                report(done=0, total=check.files, bytes_done=0, bytes_total=check.bytes_total,
+                       message=f"Restoring {root[:-1]} (0 of {check.files:,} files)")  # fmt: skip
+                writer.write(check.entries(), check.files, report)
+            except OSError as exc:  # the writer's own errors are JobFailed: this is the archive failing to read
+                raise _read_failed(plan, exc) from None
+            finally:
+                writer.close()
             try:
                 sync_tree(temp)
             except OSError as exc:
                 log.error("restore: cannot sync %s: %s", temp, exc)
                 raise failure(500, f"Cannot write the restored wallet: {exc.strerror}") from None
-        return extractor.counts
+        return writer.counts
 
 
-def _open_archive(path: Path) -> zipfile.ZipFile:
-    try:
-        return zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, EOFError) as exc:
-        raise failure(400, f"Not a valid ZIP archive: {exc}") from None
-    except FileNotFoundError:
-        raise failure(404, f"Backup file not found: {path}") from None
-    except OSError as exc:
-        raise failure(400, f"The backup file cannot be read: {exc.strerror}") from None
+def _read_failed(plan: RestorePlan, exc: OSError) -> JobFailed:
+    log.error("restore: cannot read %s: %s", plan.zip_path, exc)
+    return failure(500, f"The backup file cannot be read: {exc.strerror}")
 
 
-def _refused(problems: list[tuple[str, str]]) -> JobFailed:
-    return failed(refusal(problems))
+class _Refuser:
+    """The checker's problem callback for a restore: collects the directory's problems (up to 20),
+    then refuses at the first problem of the manifest or the data."""
+
+    def __init__(self) -> None:
+        self.collected: list[tuple[str, str]] = []
+        self.at_once = False
+
+    def __call__(self, path: str, problem: str, kind: str) -> None:
+        if kind == STRUCTURE and not path:
+            raise failure(400, f"Not a valid ZIP archive: {problem}")
+        if kind == MANIFEST:
+            raise failure(400, f"Refusing to restore: {problem}")
+        if kind in (DAMAGED, STRUCTURE):
+            problem = f"is damaged ({problem})"
+        elif kind == DIGEST:
+            problem = "does not match the manifest (SHA-256 differs)"
+        if kind != NAME or self.at_once:
+            raise failed(refusal([(path, problem)]))
+        self.collected.append((path, problem))
+        if len(self.collected) >= MAX_REFUSAL_PROBLEMS:
+            raise failed(refusal(self.collected))
 
 
-class _Extractor:
-    """One extraction into a fresh temporary folder. Used once, from one thread."""
+class _Writer:
+    """Writes checked entries below a fresh folder, each file relative to its folder's descriptor."""
 
-    def __init__(
-        self,
-        archive: zipfile.ZipFile,
-        manifest: Manifest,
-        temp: Path,
-        key: bytes | None,
-        cancel: threading.Event,
-        report: Report,
-    ) -> None:
-        self.archive = archive
-        self.manifest = manifest
+    def __init__(self, temp: Path, root: str, key: bytes | None) -> None:
         self.temp = temp
+        self.root_len = len(root)
+        self.wallet = root[:-1]
         self.key = key
         self.key_check = crypto.key_check(key) if key is not None else None
-        self.cancel = cancel
-        self.report = report
         self.counts = RestoreCounts()
-        self._temp = str(temp) + os.sep  # paths as strings: pathlib costs a second per 100,000 files
-        self._made: set[str] = {""}  # folders made, relative to temp ("" is temp itself)
-        self._last_time: tuple[tuple[int, ...], float | None] = ((), None)
-        self._folder_times: list[tuple[str, float]] = []
+        self.root_fd = os.open(temp, _DIR_FLAGS)
+        self.made: set[str] = {""}  # folders made, relative to temp ("" is temp itself)
+        self.folder_times: list[tuple[str, float]] = []
+        self.folder = ""  # the folder of the last file, and its descriptor
+        self.folder_fd = self.root_fd
+        self.coin_folder = False
+        self._dos = -1
+        self._mtime: float | None = None
 
-    def extract(self, infos: list[zipfile.ZipInfo]) -> None:
-        root_len = len(self.manifest.root)
-        files = [info for info in infos if not info.is_dir() and info.orig_filename != MANIFEST_NAME]
-        total = len(files)
-        bytes_total = sum(info.file_size for info in files)
-        self.report(done=0, total=total, bytes_done=0, bytes_total=bytes_total,
-                    message=f"Restoring {self.manifest.wallet_name} (0 of {total:,} files)")  # fmt: skip
-        for info in infos:
-            name = info.orig_filename
-            if name == MANIFEST_NAME:
-                continue
+    def close(self) -> None:
+        if self.folder_fd != self.root_fd:
+            os.close(self.folder_fd)
+        os.close(self.root_fd)
+
+    def write(self, entries: Iterator[Entry], total: int, report: Report) -> None:
+        counts = self.counts
+        root_len = self.root_len
+        for name, is_dir, data, dos, size in entries:
             rel = name[root_len:]
-            if info.is_dir():
-                self._folder(rel.removesuffix("/"), info)
+            if is_dir:
+                rel = rel[:-1]
+                if rel not in self.made:
+                    self._make(rel)
+                mtime = self._time(dos)
+                if mtime is not None:
+                    self.folder_times.append((rel, mtime))
                 continue
-            if self.cancel.is_set():
-                raise JobCancelled()
-            self._file(rel, info)
-            done = self.counts.files
-            if done % REPORT_EVERY == 0:
-                self.report(done=done, bytes_done=self.counts.bytes,
-                            message=f"Restoring {self.manifest.wallet_name} ({done:,} of {total:,} files)")  # fmt: skip
-        self.report(done=self.counts.files, bytes_done=self.counts.bytes, message="Syncing")
-        # Folder times last: writing into a folder changes its time. Deepest first, for the same reason.
-        for rel, mtime in sorted(self._folder_times, key=lambda item: -item[0].count("/")):
-            _set_time(self.temp / rel if rel else self.temp, mtime)
-
-    def _folder(self, rel: str, info: zipfile.ZipInfo) -> None:
-        self._make_parents(rel)
-        if rel not in self._made:
-            self._mkdir(rel)
-        mtime = _zip_time(info)
-        if mtime is not None:
-            self._folder_times.append((rel, mtime))
-
-    def _make_parents(self, rel: str) -> None:
-        parent = rel.rpartition("/")[0]
-        if parent in self._made:
-            return
-        self._make_parents(parent)
-        self._mkdir(parent)
-
-    def _mkdir(self, rel: str) -> None:
-        path = self.temp / rel
-        try:
-            os.mkdir(path, 0o700)
-            os.chmod(path, 0o700)  # exactly 0700, whatever the umask
-        except (FileExistsError, NotADirectoryError):
-            raise _refused([(self.manifest.root + rel + "/", "collides with another entry")]) from None
-        except OSError as exc:
-            raise self._write_failed(rel, exc) from None
-        self._made.add(rel)
-        self.counts.folders += 1
-
-    def _file(self, rel: str, info: zipfile.ZipInfo) -> None:
-        self._make_parents(rel)
-        name = info.orig_filename
-        listed = self.manifest.entries[name]
-        assert listed is not None  # entry_problems checked the types
-        size, expected = listed
-        try:
-            fd = os.open(self._temp + rel, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-        except (FileExistsError, NotADirectoryError, IsADirectoryError):
-            raise _refused([(name, "collides with another entry")]) from None
-        except OSError as exc:
-            raise self._write_failed(rel, exc) from None
-        try:
-            digest = hashlib.sha256()
+            folder, _, base = rel.rpartition("/")
+            if folder != self.folder:
+                self._enter(folder)
             try:
-                with self.archive.open(info) as src:
-                    if size <= READ_CHUNK:
-                        data = src.read()
-                        digest.update(data)
+                fd = os.open(base, _FILE_FLAGS, 0o600, dir_fd=self.folder_fd)
+            except (FileExistsError, NotADirectoryError, IsADirectoryError):
+                raise failed(refusal([(name, "collides with another entry")])) from None
+            except OSError as exc:
+                raise self._write_failed(rel, exc) from None
+            try:
+                if type(data) is bytes:
+                    if self.coin_folder and base[-4:].lower() == ".bin":
                         data = self._maybe_decrypt(rel, data)
-                        self._write(fd, rel, data)
-                    else:
-                        while chunk := src.read(READ_CHUNK):
-                            digest.update(chunk)
-                            self._write(fd, rel, chunk)
-            except READ_ERRORS as exc:
-                raise _refused([(name, f"is damaged ({exc})")]) from None
-            except OSError as exc:  # writes raise JobFailed: this is the archive failing to read
-                log.error("restore: cannot read %s from %s: %s", name, self.archive.filename, exc)
-                raise failure(500, f"The backup file cannot be read: {exc.strerror}") from None
-            if digest.hexdigest() != expected:
-                raise _refused([(name, "does not match the manifest (SHA-256 differs)")])
-            mtime = self._time_of(info)
-            if mtime is not None:
-                _set_time(fd, mtime)
-        finally:
-            os.close(fd)
-        self.counts.files += 1
-        self.counts.bytes += info.file_size
+                    self._write(fd, rel, data)
+                else:
+                    for chunk in data:  # type: ignore[union-attr]
+                        self._write(fd, rel, chunk)
+                mtime = self._time(dos)
+                if mtime is not None:
+                    try:
+                        os.utime(fd, (mtime, mtime))
+                    except OSError:
+                        pass  # best effort: the file system may not keep times
+            finally:
+                os.close(fd)
+            counts.files += 1
+            counts.bytes += size
+            if not counts.files % REPORT_EVERY:
+                report(done=counts.files, bytes_done=counts.bytes,
+                       message=f"Restoring {self.wallet} ({counts.files:,} of {total:,} files)")  # fmt: skip
+        report(done=counts.files, bytes_done=counts.bytes, message="Making the restored files durable")
+        # Folder times last: writing into a folder changes its time. Deepest first, for the same reason.
+        for rel, mtime in sorted(self.folder_times, key=lambda item: -item[0].count("/")):
+            try:
+                if rel:
+                    os.utime(rel, (mtime, mtime), dir_fd=self.root_fd, follow_symlinks=False)
+                else:
+                    os.utime(self.root_fd, (mtime, mtime))
+            except OSError:
+                pass
 
-    def _time_of(self, info: zipfile.ZipInfo) -> float | None:
+    def _enter(self, folder: str) -> None:
+        """Make `folder` (and its parents) if needed and hold its descriptor for the files that follow."""
+        if folder not in self.made:
+            self._make(folder)
+        if self.folder_fd != self.root_fd:
+            os.close(self.folder_fd)
+            self.folder_fd = self.root_fd
+        if folder:
+            try:
+                self.folder_fd = os.open(folder, _DIR_FLAGS, dir_fd=self.root_fd)
+            except OSError as exc:
+                raise self._write_failed(folder, exc) from None
+        self.folder = folder
+        self.coin_folder = folder.partition("/")[0] in COIN_FOLDERS
+
+    def _make(self, rel: str) -> None:
+        """Make `rel` and every missing parent, top down (no recursion: depth is bounded by the checks)."""
+        parts = rel.split("/")
+        for depth in range(1, len(parts) + 1):
+            path = "/".join(parts[:depth])
+            if path in self.made:
+                continue
+            try:
+                os.mkdir(path, 0o700, dir_fd=self.root_fd)
+                os.chmod(path, 0o700, dir_fd=self.root_fd)  # exactly 0700, whatever the umask
+            except (FileExistsError, NotADirectoryError):
+                raise failed(refusal([(self.wallet + "/" + path + "/", "collides with another entry")])) from None
+            except OSError as exc:
+                raise self._write_failed(path, exc) from None
+            self.made.add(path)
+            self.counts.folders += 1
+
+    def _time(self, dos: int) -> float | None:
         # Files archived together share their two-second DOS time stamp: one mktime for each run.
-        last, mtime = self._last_time
-        if info.date_time != last:
-            mtime = _zip_time(info)
-            self._last_time = (info.date_time, mtime)
-        return mtime
+        if dos != self._dos:
+            self._dos = dos
+            date, clock = dos >> 16, dos & 0xFFFF
+            try:
+                self._mtime = time.mktime((
+                    (date >> 9) + 1980, (date >> 5) & 0xF, date & 0x1F,
+                    clock >> 11, (clock >> 5) & 0x3F, (clock & 0x1F) * 2, 0, 0, -1,
+                ))  # fmt: skip
+            except (OverflowError, ValueError):
+                self._mtime = None
+        return self._mtime
 
     def _maybe_decrypt(self, rel: str, data: bytes) -> bytes:
         """With a key, a coin file in Bank or Fracked under that key comes out in plaintext."""
-        top = rel.partition("/")[0]
-        if top not in COIN_FOLDERS or not rel.lower().endswith(".bin"):
-            return data
         if len(data) < coins.HEADER_SIZE or data[5] == coins.Encryption.NONE:
             return data
         if self.key is not None and data[8:15] == self.key_check:
@@ -250,28 +267,15 @@ class _Extractor:
         return data
 
     def _write(self, fd: int, rel: str, data: bytes) -> None:
-        view = memoryview(data)
         try:
-            while view:
-                view = view[os.write(fd, view) :]
+            written = os.write(fd, data)
+            if written < len(data):
+                view = memoryview(data)[written:]
+                while view:
+                    view = view[os.write(fd, view) :]
         except OSError as exc:
             raise self._write_failed(rel, exc) from None
 
     def _write_failed(self, rel: str, exc: OSError) -> JobFailed:
         log.error("restore: cannot write %s in %s: %s", rel, self.temp, exc)
         return failure(500, f"Cannot write the restored wallet: {exc.strerror}")
-
-
-def _zip_time(info: zipfile.ZipInfo) -> float | None:
-    try:
-        return time.mktime((*info.date_time, 0, 0, -1))
-    except (OverflowError, ValueError):
-        return None
-
-
-def _set_time(target: int | Path, mtime: float) -> None:
-    """Best effort: a restored entry keeps its archived time when the file system allows."""
-    try:
-        os.utime(target, (mtime, mtime))
-    except OSError:
-        pass

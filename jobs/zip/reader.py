@@ -276,6 +276,21 @@ class ZipReader:
         if pos != self.cd_offset:
             raise ArchiveError(f"{self.cd_offset - pos} unaccounted bytes before the central directory")
 
+    def read_entry(self, record: Record) -> Iterator[bytes]:
+        """One entry's data by itself (a seek, not the sequential pass): chunks, checked like `entries()`."""
+        head = _pread_exact(self.fd, 30 + len(record.name), record.offset)
+        if len(head) < 30 + len(record.name) or not head.startswith(b"PK\x03\x04"):
+            raise ArchiveError("bad local header signature", decode_name(record))
+        if head[30:] != record.name:
+            raise ArchiveError("local header name differs from the central directory", decode_name(record))
+        if record.flags & FLAG_ENCRYPTED or record.method not in (STORED, DEFLATED):
+            raise ArchiveError("entry is encrypted or compressed with an unsupported method", decode_name(record))
+        nlen, xlen = struct.unpack_from("<HH", head, 26)
+        data_off = record.offset + 30 + nlen + xlen
+        if data_off + record.csize > self.cd_offset:
+            raise ArchiveError("entry runs into the central directory (truncated archive?)", decode_name(record))
+        return self._chunks(record, data_off)
+
     def _descriptor_end(self, record: Record, data_end: int) -> int:
         """Where the data descriptor after an entry ends; it must repeat the directory's CRC-32 and sizes."""
         raw = _pread_exact(self.fd, 24, data_end)
