@@ -9,11 +9,11 @@ from typing import Any, AsyncIterator, Callable
 
 from aiohttp import web
 
-from app.config import MAX_BODY_BYTES, Config
-from app.keyring import KeyRing
-from app.middleware import add_response_headers, error_middleware, security_middleware
-from app.routes import add_routes
-from app.state import (
+from app.wallet.config import MAX_BODY_BYTES, Config
+from app.wallet.keyring import KeyRing
+from app.web.middleware import add_response_headers, error_middleware, security_middleware
+from app.web.routes import add_routes
+from app.web.state import (
     config_key,
     executor_key,
     keyring_key,
@@ -22,8 +22,10 @@ from app.state import (
     started_key,
     wallets_key,
 )
-from app.wallets import WalletService
-from jobs import backup, rename, restore
+from app.wallet.wallets import WalletService
+from jobs.backup import backup
+from jobs import rename
+from jobs.restore import restore
 from jobs.runner import JobRunner
 from jobs.store import JobStore
 

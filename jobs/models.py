@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from app.errors import ApiError
+from app.wallet.errors import ApiError
 
 
 class JobStatus(StrEnum):

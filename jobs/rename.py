@@ -38,12 +38,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from app.config import Config
-from app.errors import ApiError
-from app.paths import Unresolvable, folder_name_problem, wallet_argument
-from app.registry import Registry, RegistryEntry, read_registry, write_registry
-from app.storage import atomic_write_bytes, fsync_dir, occupied, rename_noreplace
-from app.wallets import WalletService
+from app.wallet.config import Config
+from app.wallet.errors import ApiError
+from app.wallet.paths import Unresolvable, folder_name_problem, wallet_argument
+from app.wallet.registry import Registry, RegistryEntry, read_registry, write_registry
+from app.wallet.storage import atomic_write_bytes, fsync_dir, occupied, rename_noreplace
+from app.wallet.wallets import WalletService
 from jobs.models import JobFailed, JobKind, utcnow, format_time
 from jobs.runner import JobContext, JobRunner
 

@@ -474,7 +474,7 @@ class JobRunner:
             self._store.put(job)
         self._wake(self._changed, job.id)
 
-    def _move_wallet(self, job_id: str, old_path: str, new_path: str) -> None:
+    def move_wallet(self, job_id: str, old_path: str, new_path: str) -> None:
         if old_path == new_path:
             return
         moved = self._lanes.pop(old_path, None)
@@ -531,6 +531,22 @@ class JobRunner:
     def _retry_after(self) -> int:
         # A slot frees when one of the running jobs ends.
         return max(1, min(60, math.ceil(self._avg_run_s / self._n_workers)))
+
+    # -- what a JobContext may use (context.JobHost) ---------------------------------------------
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        return self._loop_or_fail()
+
+    @property
+    def executor(self) -> concurrent.futures.ThreadPoolExecutor:
+        return self._executor
+
+    def on_loop_thread(self) -> bool:
+        return threading.get_ident() == self._loop_thread
+
+    def publish_report(self, job: Job, values: dict[str, Any]) -> None:
+        self._apply_report(job, values, publish=True)
 
     def _loop_or_fail(self) -> asyncio.AbstractEventLoop:
         if self._loop is None:

@@ -17,10 +17,11 @@ from typing import Any
 
 import pytest
 
-from app import __version__, coins
-from jobs import backup as backup_job
-from jobs import backup_archive
-from jobs.zipstream import ZipProblem
+from app import __version__
+from app.wallet import coins
+from jobs.backup import backup as backup_job
+from jobs.backup import archive as backup_archive
+from jobs.zip.writer import ZipProblem
 from tests.conftest import coin_bytes, write_coins
 
 MISSING = {"status": "error", "error": "Missing required parameter: destination", "error_code": 1}

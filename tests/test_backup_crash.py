@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from jobs import backup as backup_job
+from jobs.backup import backup as backup_job
 from jobs import store
 from tests.conftest import coin_bytes
 

@@ -14,11 +14,11 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from app import coins, crypto
-from app.config import Config
-from app.paths import canonical
-from app.registry import read_registry
-from jobs import restore
+from app.wallet import coins, crypto
+from app.wallet.config import Config
+from app.wallet.paths import canonical
+from app.wallet.registry import read_registry
+from jobs.restore import restore
 from jobs.models import Job, JobCancelled, JobFailed, JobKind
 from tests.conftest import coin_bytes, write_coins
 
@@ -96,7 +96,7 @@ def build_archive(
     manifest: bool = True,
     edit_manifest: Any = None,
 ) -> Path:
-    """A backup archive as jobs.backup writes it (root folder, entries, manifest), built by hand."""
+    """A backup archive as jobs.backup.backup writes it (root folder, entries, manifest), built by hand."""
     entries: list[dict[str, Any]] = [{"path": root, "type": "dir"}]
     entries += [{"path": root + d, "type": "dir"} for d in dirs]
     for name, data in files.items():
