@@ -18,6 +18,7 @@ from types import MappingProxyType
 from typing import Any, Protocol, TypeVar
 
 from .models import Job, JobCancelled, JobKind
+from .services import Services
 
 T = TypeVar("T")
 
@@ -35,6 +36,9 @@ class JobHost(Protocol):
 
     @property
     def executor(self) -> concurrent.futures.ThreadPoolExecutor: ...
+
+    @property
+    def services(self) -> Services | None: ...
 
     def on_loop_thread(self) -> bool: ...
 
@@ -58,13 +62,11 @@ class JobView:
 class JobContext:
     """Handed to a job function. Methods marked (thread-safe) may also be called from executor threads."""
 
-    def __init__(self, runner: JobHost, job: Job, secrets: Mapping[str, Any] | None) -> None:
+    def __init__(self, runner: JobHost, job: Job) -> None:
         self._runner = runner
         self._job = job
         self._loop = runner.loop
         self.job = JobView(job.id, job.kind, job.wallet_path, MappingProxyType(dict(job.params)), job.created_at)
-        #: in-memory-only values given to submit() (e.g. a key): never stored, never in the JSON
-        self.secrets: Mapping[str, Any] = MappingProxyType(dict(secrets or {}))
         #: set when a cancel is requested; blocking code checks it between files
         self.cancel_event = threading.Event()
         # Guards the cancel/forbid race and the pending report values.
@@ -80,8 +82,12 @@ class JobContext:
         return f"<JobContext {self._job!r} cancel_requested={self.cancel_event.is_set()}>"
 
     @property
-    def cancel_requested(self) -> bool:
-        return self.cancel_event.is_set()
+    def services(self) -> Services:
+        """What the job may use of the wallet domain (given to the runner at start)."""
+        services = self._runner.services
+        if services is None:
+            raise RuntimeError("this runner was made without services")
+        return services
 
     def check_cancelled(self) -> None:
         """Raise JobCancelled if a cancel was requested. (thread-safe)"""

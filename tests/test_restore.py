@@ -19,6 +19,7 @@ from app.wallet.config import Config
 from app.wallet.paths import canonical
 from app.wallet.registry import read_registry
 from jobs.restore import restore
+from jobs.restore.archive_checks import entry_name_problem
 from jobs.models import Job, JobCancelled, JobFailed, JobKind
 from tests.conftest import coin_bytes, write_coins
 
@@ -541,9 +542,9 @@ def test_the_restart_cleanup_registers_a_wallet_moved_before_the_crash(tmp_path:
     ["", "/etc/passwd", "../x", "a/../../x", "a/./b", "a//b", "a\\b", "C:x", "c:/x", "a/b\0c", "./a", ".."],
 )
 def test_unsafe_entry_names(name: str) -> None:
-    assert restore.entry_name_problem(name) is not None
+    assert entry_name_problem(name) is not None
 
 
 @pytest.mark.parametrize("name", ["Default/", "Default/Bank/1 CloudCoin #1 'x'.bin", "W/a..b/c.", "W/…/ü.txt", "W/a:b"])
 def test_safe_entry_names(name: str) -> None:
-    assert restore.entry_name_problem(name) is None
+    assert entry_name_problem(name) is None

@@ -19,10 +19,7 @@ A cancel (checked between files) or any failure removes the temporary file; noth
 left behind. After a crash `remove_temporary_files` (the runner's cleanup hook) deletes the
 half-written archive.
 
-The names other modules import from here stay here (`__all__`): the destination checks and error
-bodies of the endpoint, the manifest constants and `COIN_FOLDERS` of the restore side, and what
-moved out of this module (`HashingFile`, `CoinEncryptor`, `plain_single_units`). A test that patches
-one of those patches it in the module that reads it.
+Before any of this, `plan_backup` runs the endpoint's checks in api.md's order (jobs/backup/checks.py).
 """
 from __future__ import annotations
 
@@ -36,60 +33,28 @@ from pathlib import Path
 from typing import Any
 
 from app.wallet.config import Config
-from app.wallet.crypto import CoinEncryptor
 from app.wallet.errors import ApiError, WalletNotFound
-from app.wallet.keyring import KeyRing
 from app.wallet.paths import canonical
 from app.wallet.storage import atomic_write_bytes, fsync_dir
 from app.wallet.coinfolders import is_wallet_folder
-from app.wallet.wallets import WalletService
 from jobs.backup.archive import Archiver, Report, count_entries
-from jobs.backup.coins import COIN_FOLDERS, plain_single_units
 from jobs.backup.checks import (
     MISSING_DESTINATION,
     SUCCESS_MESSAGE,
-    TEMP_PREFIX,
-    TEMP_SUFFIX,
     ZIP_FAILED,
     check_destination_place,
     claim_final_name,
-    failed,
     make_destination,
     resolve_destination,
     temp_name,
     wallet_not_found,
 )
-from jobs.backup.manifest import MANIFEST_FORMAT, MANIFEST_NAME, MANIFEST_VERSION
 from jobs.backup.output import HashingFile
-from jobs.models import Job, JobCancelled, JobFailed, JobKind
-from jobs.runner import JobContext, JobRunner
+from jobs.context import JobContext, JobView
+from jobs.models import Job, JobCancelled, JobFailed
+from jobs.services import Services
+from jobs.shape import Params
 from jobs.zip.writer import verify_zip
-
-__all__ = [
-    "COIN_FOLDERS",
-    "MANIFEST_FORMAT",
-    "MANIFEST_NAME",
-    "MANIFEST_VERSION",
-    "MAX_BACKUP_PLACES",
-    "MISSING_DESTINATION",
-    "TEMP_PREFIX",
-    "TEMP_SUFFIX",
-    "ZIP_FAILED",
-    "BackupJob",
-    "BackupPlan",
-    "CoinEncryptor",
-    "HashingFile",
-    "check_destination_place",
-    "count_entries",
-    "plain_single_units",
-    "register",
-    "remember_backup_place",
-    "remove_temporary_files",
-    "resolve_destination",
-    "temp_name",
-    "wallet_not_found",
-    "write_backup",
-]
 
 log = logging.getLogger(__name__)
 
@@ -97,16 +62,71 @@ log = logging.getLogger(__name__)
 MAX_BACKUP_PLACES = 10
 
 
-def register(
-    runner: JobRunner, *, config: Config, wallets: WalletService, keyring: KeyRing, **_: Any
-) -> None:
-    """Register the backup job and its restart cleanup with the runner."""
-    job = BackupJob(config=config, wallets=wallets, keyring=keyring)
-    runner.register(JobKind.BACKUP, job.run, cleanup=remove_temporary_files)
+@dataclass(frozen=True, slots=True)
+class BackupPlan:
+    """A backup that passed the endpoint's checks: which wallet, and the canonical destination."""
+
+    wallet_path: Path
+    destination: Path
+
+    @property
+    def lane(self) -> str:
+        return str(self.wallet_path)
+
+    def params(self) -> dict[str, str]:
+        return {"destination": str(self.destination)}
+
+    @classmethod
+    def from_job(cls, job: JobView) -> BackupPlan:
+        # The job's wallet path, not the request's: a rename queued before this backup may have moved it.
+        return cls(Path(job.wallet_path), Path(str(job.params["destination"])))
+
+
+def plan_backup(params: Params, services: Services) -> BackupPlan:
+    """The endpoint's checks in api.md's order, each raising the seed's exact error (blocking: stats)."""
+    raw = params.get("destination", "")
+    if not raw.strip():
+        raise MISSING_DESTINATION
+    destination = resolve_destination(raw, data_dir=canonical(services.config.data_dir))
+    try:
+        wallet = services.wallets.find(params.get("wallet_path"))
+    except WalletNotFound as exc:
+        raise wallet_not_found(exc.path) from None
+    if not wallet.online:
+        raise wallet_not_found(params.get("wallet_path") or str(wallet.path))
+    check_destination_place(destination, wallet.path)
+    return BackupPlan(wallet.path, destination)
+
+
+async def run_backup(plan: BackupPlan, ctx: JobContext) -> dict[str, Any]:
+    """Re-check the wallet, run `write_backup` on the pool, remember the place."""
+    started = time.monotonic()
+    config, wallets = ctx.services.config, ctx.services.wallets
+    try:
+        wallet = await wallets.resolve(str(plan.wallet_path))
+    except WalletNotFound:
+        raise JobFailed.from_error(wallet_not_found(str(plan.wallet_path))) from None
+    run = BackupRun(
+        job_id=ctx.job.id,
+        wallet_path=wallet.path,
+        destination=plan.destination,
+        data_dir=canonical(config.data_dir),
+        key=ctx.services.keyring.key,  # the key set now; a logout mid-backup does not change this run
+        date=time.strftime("%Y-%m-%d"),
+    )
+    result = await ctx.run_blocking(write_backup, run, cancel=ctx.cancel_event, report=ctx.report)
+    await ctx.run_blocking(_remember_place, config, result["destination"])
+    result["duration_ms"] = round((time.monotonic() - started) * 1000)
+    return result
+
+
+def cleanup_backup(config: Config, job: Job) -> None:
+    """The restart cleanup (the half-written archive); the backup keeps nothing in Client_Data."""
+    remove_temporary_files(job)
 
 
 def remove_temporary_files(job: Job) -> None:
-    """The restart cleanup: delete the half-written archive a crash left in the job's destination."""
+    """Delete the half-written archive a crash left in the job's destination."""
     destination = job.params.get("destination")
     if not isinstance(destination, str) or not os.path.isabs(destination):
         return
@@ -126,7 +146,7 @@ def remove_temporary_files(job: Job) -> None:
 
 
 @dataclass(frozen=True, slots=True)
-class BackupPlan:
+class BackupRun:
     """Everything `write_backup` needs, fixed when the job starts running."""
 
     job_id: str
@@ -137,46 +157,17 @@ class BackupPlan:
     date: str  # YYYY-MM-DD, local time
 
 
-class BackupJob:
-    """The job function: re-check the wallet, run `write_backup` on the pool, remember the place."""
+#: BackupPlaces.txt is rewritten by one backup at a time (two may finish together).
+_places_lock = threading.Lock()
 
-    def __init__(self, *, config: Config, wallets: WalletService, keyring: KeyRing) -> None:
-        self._config = config
-        self._wallets = wallets
-        self._keyring = keyring
-        self._places_lock = threading.Lock()
 
-    def __repr__(self) -> str:
-        return f"<BackupJob data_dir={self._config.data_dir}>"
-
-    async def run(self, ctx: JobContext) -> dict[str, Any]:
-        started = time.monotonic()
-        # Read at run time: a rename queued before this backup may have moved the wallet.
-        wallet_path = ctx.job.wallet_path
-        try:
-            wallet = await self._wallets.resolve(wallet_path)
-        except WalletNotFound:
-            raise failed(wallet_not_found(wallet_path)) from None
-        plan = BackupPlan(
-            job_id=ctx.job.id,
-            wallet_path=wallet.path,
-            destination=Path(str(ctx.job.params["destination"])),
-            data_dir=canonical(self._config.data_dir),
-            key=self._keyring.key,  # the key set now; a logout mid-backup does not change this run
-            date=time.strftime("%Y-%m-%d"),
-        )
-        result = await ctx.run_blocking(write_backup, plan, cancel=ctx.cancel_event, report=ctx.report)
-        await ctx.run_blocking(self._remember_place, result["destination"])
-        result["duration_ms"] = round((time.monotonic() - started) * 1000)
-        return result
-
-    def _remember_place(self, destination: str) -> None:
-        try:
-            with self._places_lock:
-                remember_backup_place(self._config.backup_places_path, destination)
-        except OSError as exc:
-            # The archive is complete and verified; a full Client_Data must not turn it into a failure.
-            log.warning("cannot update %s: %s", self._config.backup_places_path, exc)
+def _remember_place(config: Config, destination: str) -> None:
+    try:
+        with _places_lock:
+            remember_backup_place(config.backup_places_path, destination)
+    except OSError as exc:
+        # The archive is complete and verified; a full Client_Data must not turn it into a failure.
+        log.warning("cannot update %s: %s", config.backup_places_path, exc)
 
 
 def remember_backup_place(path: Path, destination: str) -> None:
@@ -194,16 +185,16 @@ def remember_backup_place(path: Path, destination: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8", errors="surrogateescape"))
 
 
-def write_backup(plan: BackupPlan, *, cancel: threading.Event, report: Report) -> dict[str, Any]:
+def write_backup(plan: BackupRun, *, cancel: threading.Event, report: Report) -> dict[str, Any]:
     """Write, verify and name the archive of `plan.wallet_path`; the body of a successful backup."""
     wallet = plan.wallet_path
     if not is_wallet_folder(wallet):
-        raise failed(wallet_not_found(str(wallet)))
+        raise JobFailed.from_error(wallet_not_found(str(wallet)))
     try:
         destination = resolve_destination(str(plan.destination), data_dir=plan.data_dir)
         check_destination_place(destination, wallet)
     except ApiError as error:
-        raise failed(error) from None
+        raise JobFailed.from_error(error) from None
     make_destination(destination)
     if cancel.is_set():
         raise JobCancelled()
@@ -214,7 +205,7 @@ def write_backup(plan: BackupPlan, *, cancel: threading.Event, report: Report) -
         fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     except OSError as exc:
         log.error("backup job %s: cannot create %s: %s", plan.job_id, tmp, exc)
-        raise failed(ZIP_FAILED) from None
+        raise JobFailed.from_error(ZIP_FAILED) from None
     final: Path | None = None
     try:
         os.fchmod(fd, 0o600)
@@ -236,7 +227,7 @@ def write_backup(plan: BackupPlan, *, cancel: threading.Event, report: Report) -
         raise
     except (OSError, ValueError) as exc:
         log.error("backup job %s of %s failed: %s", plan.job_id, wallet, exc, exc_info=True)
-        raise failed(ZIP_FAILED) from None
+        raise JobFailed.from_error(ZIP_FAILED) from None
     finally:
         os.close(fd)
         try:

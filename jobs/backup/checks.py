@@ -3,7 +3,7 @@
 The endpoint runs `resolve_destination` and `check_destination_place` before it queues the job; the
 job runs them again when it starts (a symlink may have been swapped since the request), then
 `make_destination`, and at the end `claim_final_name`. Each refusal is an `ApiError` carrying the
-seed's exact body; the job turns it into a `JobFailed` with `failed`.
+seed's exact body; the job turns it into a `JobFailed` with `JobFailed.from_error`.
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import logging
 import os
 from pathlib import Path
 
-from app.wallet.errors import ApiError, FlagError, StatusError
+from app.wallet.errors import FlagError, StatusError
 from app.wallet.paths import Unresolvable, canonical, is_inside
 from app.wallet.storage import fsync_dir
 from jobs.models import JobFailed
@@ -40,11 +40,6 @@ SUCCESS_MESSAGE = "Wallet backup created successfully"
 
 def wallet_not_found(raw: str) -> FlagError:
     return FlagError(404, f"Wallet not found: {raw}")
-
-
-def failed(error: ApiError) -> JobFailed:
-    """The job's failure carrying `error`'s status and body, as the endpoint would have answered."""
-    return JobFailed(error.status, error.body)
 
 
 # -- checks shared by the endpoint and the job -----------------------------------------------
@@ -78,13 +73,13 @@ def make_destination(destination: Path) -> None:
         os.mkdir(destination, 0o700)
     except FileExistsError:
         if not os.path.isdir(destination):
-            raise failed(CANNOT_CREATE) from None
+            raise JobFailed.from_error(CANNOT_CREATE) from None
         return
     except FileNotFoundError:
-        raise failed(NO_PARENT) from None
+        raise JobFailed.from_error(NO_PARENT) from None
     except OSError as exc:
         log.error("cannot create backup directory %s: %s", destination, exc)
-        raise failed(CANNOT_CREATE) from None
+        raise JobFailed.from_error(CANNOT_CREATE) from None
     try:
         os.chmod(destination, 0o700)  # exactly 0700, whatever the umask
         fsync_dir(destination.parent)

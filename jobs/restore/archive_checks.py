@@ -3,7 +3,7 @@
 - **names** (`entry_name_problem`, `entry_type_problem`): no entry may land outside the folder it is
   extracted into (zip-slip: absolute names, ``..``/``.``/empty components, backslashes, drive
   letters, NUL) nor be a link or another special file (the unix mode in the external attributes);
-- **the manifest** (``backup-manifest.json``, jobs.backup.backup): present, format "cloudcoin-wallet-backup"
+- **the manifest** (``backup-manifest.json``, jobs.backup.manifest): present, format "cloudcoin-wallet-backup"
   version 1, and listing exactly the archive's entries below its root ``<wallet>/``: same type, same
   size (`entry_problems`), same SHA-256 (checked by each job as it reads the data).
 
@@ -21,8 +21,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from jobs.backup.backup import MANIFEST_FORMAT, MANIFEST_NAME, MANIFEST_VERSION
-from jobs.models import JobFailed
+from jobs.backup.manifest import MANIFEST_FORMAT, MANIFEST_NAME, MANIFEST_VERSION
 
 #: read-and-write window for big entries; entries up to this size are read whole (coin files are < 1 KB)
 READ_CHUNK = 1 << 20
@@ -39,8 +38,6 @@ _FLAG_ENCRYPTED = 0x1
 Report = Callable[..., None]
 
 
-failed = JobFailed.from_error
-failure = JobFailed.plain
 
 
 # -- entry names (zip-slip) ----------------------------------------------------------------------------
@@ -119,7 +116,7 @@ def read_manifest(archive: zipfile.ZipFile) -> Manifest:
 
 
 def parse_manifest(document: Any) -> Manifest:
-    """The parts of a manifest (jobs.backup.backup's docstring) that restore and verify rely on."""
+    """The parts of a manifest (jobs.backup.manifest's docstring) that restore and verify rely on."""
     if not isinstance(document, dict) or document.get("format") != MANIFEST_FORMAT:
         raise ManifestError(f"{MANIFEST_NAME} is not a CloudCoin wallet backup manifest")
     version = document.get("format_version")

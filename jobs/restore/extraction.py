@@ -25,12 +25,11 @@ from jobs.restore.archive_checks import (
     ManifestError,
     Report,
     entry_problems,
-    failed,
-    failure,
     first_problems,
     read_manifest,
 )
-from jobs.backup.backup import COIN_FOLDERS, MANIFEST_NAME
+from jobs.backup.coins import COIN_FOLDERS
+from jobs.backup.manifest import MANIFEST_NAME
 from jobs.models import JobCancelled, JobFailed
 from jobs.restore.plan import MAX_REFUSAL_PROBLEMS, RestorePlan, refusal
 from jobs.restore.temp import removed_on_failure, sync_tree
@@ -61,7 +60,7 @@ def extract_archive(
         try:
             manifest = read_manifest(archive)
         except ManifestError as exc:
-            raise failure(400, f"Refusing to restore: {exc}") from None
+            raise JobFailed.plain(400, f"Refusing to restore: {exc}") from None
         problems = first_problems(entry_problems(infos, manifest, root=manifest.root), MAX_REFUSAL_PROBLEMS)
         if problems:
             raise _refused(problems)
@@ -70,14 +69,14 @@ def extract_archive(
             if f"{root}{folder}/" not in manifest.entries and not any(
                 path.startswith(f"{root}{folder}/") for path in manifest.entries
             ):
-                raise failure(400, f"Refusing to restore: the archive holds no wallet ({root}{folder}/ is missing)")
+                raise JobFailed.plain(400, f"Refusing to restore: the archive holds no wallet ({root}{folder}/ is missing)")
         if cancel.is_set():
             raise JobCancelled()
         try:
             os.mkdir(temp, 0o700)
         except OSError as exc:
             log.error("restore: cannot create %s: %s", temp, exc)
-            raise failure(500, f"Cannot create the wallet folder in {plan.location}: {exc.strerror}") from None
+            raise JobFailed.plain(500, f"Cannot create the wallet folder in {plan.location}: {exc.strerror}") from None
         with removed_on_failure(temp):
             extractor = _Extractor(archive, manifest, temp, key, cancel, report)
             extractor.extract(infos)
@@ -85,7 +84,7 @@ def extract_archive(
                 sync_tree(temp)
             except OSError as exc:
                 log.error("restore: cannot sync %s: %s", temp, exc)
-                raise failure(500, f"Cannot write the restored wallet: {exc.strerror}") from None
+                raise JobFailed.plain(500, f"Cannot write the restored wallet: {exc.strerror}") from None
         return extractor.counts
 
 
@@ -93,15 +92,15 @@ def _open_archive(path: Path) -> zipfile.ZipFile:
     try:
         return zipfile.ZipFile(path)
     except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, EOFError) as exc:
-        raise failure(400, f"Not a valid ZIP archive: {exc}") from None
+        raise JobFailed.plain(400, f"Not a valid ZIP archive: {exc}") from None
     except FileNotFoundError:
-        raise failure(404, f"Backup file not found: {path}") from None
+        raise JobFailed.plain(404, f"Backup file not found: {path}") from None
     except OSError as exc:
-        raise failure(400, f"The backup file cannot be read: {exc.strerror}") from None
+        raise JobFailed.plain(400, f"The backup file cannot be read: {exc.strerror}") from None
 
 
 def _refused(problems: list[tuple[str, str]]) -> JobFailed:
-    return failed(refusal(problems))
+    return JobFailed.from_error(refusal(problems))
 
 
 class _Extractor:
@@ -212,7 +211,7 @@ class _Extractor:
                 raise _refused([(name, f"is damaged ({exc})")]) from None
             except OSError as exc:  # writes raise JobFailed: this is the archive failing to read
                 log.error("restore: cannot read %s from %s: %s", name, self.archive.filename, exc)
-                raise failure(500, f"The backup file cannot be read: {exc.strerror}") from None
+                raise JobFailed.plain(500, f"The backup file cannot be read: {exc.strerror}") from None
             if digest.hexdigest() != expected:
                 raise _refused([(name, "does not match the manifest (SHA-256 differs)")])
             mtime = self._time_of(info)
@@ -259,7 +258,7 @@ class _Extractor:
 
     def _write_failed(self, rel: str, exc: OSError) -> JobFailed:
         log.error("restore: cannot write %s in %s: %s", rel, self.temp, exc)
-        return failure(500, f"Cannot write the restored wallet: {exc.strerror}")
+        return JobFailed.plain(500, f"Cannot write the restored wallet: {exc.strerror}")
 
 
 def _zip_time(info: zipfile.ZipInfo) -> float | None:

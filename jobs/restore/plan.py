@@ -11,11 +11,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from app.wallet.config import Config
-from app.wallet.errors import ApiError
+from app.wallet.errors import ApiError, missing_parameter
 from app.wallet.paths import Unresolvable, canonical, folder_name_problem, is_inside
 from app.wallet.registry import Registry, path_problem, read_registry
-from jobs.restore.archive_checks import entry_name_problem, failed
-from jobs.backup.backup import MANIFEST_NAME
+from jobs.restore.archive_checks import entry_name_problem
+from jobs.backup.manifest import MANIFEST_NAME
+from jobs.context import JobView
+from jobs.models import JobFailed
+from jobs.shape import Params
 from jobs.zip.writer import ZipFormatError, iter_zip_entries
 
 #: problems listed in a restore refusal; the first ones say enough
@@ -34,8 +37,18 @@ class RestorePlan:
     def target(self) -> Path:
         return self.location / self.wallet_name
 
+    @property
+    def lane(self) -> str:
+        # A restore is a job on the wallet it creates (jobs.md): its lane is the target folder.
+        return str(self.target)
+
     def params(self) -> dict[str, str]:
         return {"zip_path": str(self.zip_path), "location": str(self.location), "wallet_name": self.wallet_name}
+
+    @classmethod
+    def from_job(cls, job: JobView) -> RestorePlan:
+        params = job.params
+        return cls(Path(params["zip_path"]), Path(params["location"]), str(params["wallet_name"]))
 
 
 def already_exists(name: str, location: Path) -> ApiError:
@@ -49,6 +62,14 @@ def refusal(problems: list[tuple[str, str]]) -> ApiError:
     return ApiError(400, f"Refusing to restore: archive entry '{path}' {problem}", extra={"problems": listed})
 
 
+def required_zip_path(params: Params) -> str:
+    """The `zip_path` parameter, which restore and verify both require."""
+    zip_raw = params.get("zip_path", "")
+    if not zip_raw.strip():
+        raise missing_parameter("zip_path")
+    return zip_raw
+
+
 def resolve_zip_path(raw: str) -> Path:
     """`zip_path` as a canonical path to an existing file; ApiError 400/404 otherwise (blocking: stat)."""
     path = _canonical_param("zip_path", raw)
@@ -57,7 +78,7 @@ def resolve_zip_path(raw: str) -> Path:
     return path
 
 
-def plan_restore(config: Config, registry: Registry, zip_raw: str, location_raw: str, new_name: str) -> RestorePlan:
+def check_restore(config: Config, registry: Registry, zip_raw: str, location_raw: str, new_name: str) -> RestorePlan:
     """Check a restore request (blocking: stats, the registry, the archive's first entry); ApiError if refused."""
     if new_name:
         problem = folder_name_problem(new_name)
@@ -139,4 +160,4 @@ def check_target_still_free(config: Config, plan: RestorePlan) -> None:
     try:
         check_target_free(plan, read_registry(config.registry_path))
     except ApiError as error:
-        raise failed(error) from None
+        raise JobFailed.from_error(error) from None

@@ -1,11 +1,11 @@
 """The restore job: a backup archive extracted into a new wallet, moved into place and registered.
 
-A restore is checked when it is asked for (`restore_plan`), extracted with every entry checked
+A restore is checked when it is asked for (`plan_restore`, with the checks of `plan`), extracted with every entry checked
 against the manifest into a temporary folder beside the target (`extraction`, `restore_temp`),
 then renamed into place without ever replacing anything (`rename_noreplace`) and registered, both
 under the registry lock (`place_and_register`). A refusal, failure or cancel removes the temporary
-folder; after a crash the cleanup hook does. `register` also registers the verify job (`verify`),
-which shares the archive checks (`archive_checks`).
+folder; after a crash `cleanup_restore` does. The verify job (`verify`) shares the archive checks
+(`archive_checks`).
 """
 from __future__ import annotations
 
@@ -15,41 +15,74 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from app.wallet.coinfolders import is_wallet_folder, wallet_balance
 from app.wallet.config import Config
 from app.wallet.errors import ApiError
-from app.wallet.keyring import KeyRing
+from app.wallet.model import Wallet
 from app.wallet.registry import Registry, RegistryEntry, location_type, read_registry, write_registry
 from app.wallet.storage import fsync_dir, rename_noreplace
-from app.wallet.coinfolders import is_wallet_folder, wallet_balance
-from app.wallet.model import Wallet
-from app.wallet.wallets import WalletService
-from jobs.restore.archive_checks import entry_name_problem, failed, failure
+from jobs.context import JobContext
+from jobs.models import Job, JobFailed
 from jobs.restore.extraction import extract_archive
-from jobs.models import Job, JobKind
 from jobs.restore.plan import (
     RestorePlan,
     already_exists,
+    check_restore,
     check_target_free,
     check_target_still_free,
-    plan_restore,
-    resolve_zip_path,
+    required_zip_path,
 )
 from jobs.restore.temp import remove_tree, removed_on_failure, temp_name
-from jobs.runner import JobContext, JobRunner
-from jobs.restore.verify import verify_archive, verify_job
-
-__all__ = [
-    # what this module owns
-    "RESTORE_COMMAND", "RESTORE_MESSAGE", "cleanup_restore", "place_and_register", "register",
-    # imported from here by the views and the tests since before the split
-    "RestorePlan", "check_target_free", "entry_name_problem", "extract_archive", "plan_restore",
-    "resolve_zip_path", "temp_name", "verify_archive",
-]  # fmt: skip
+from jobs.services import Services
+from jobs.shape import Params
 
 log = logging.getLogger(__name__)
 
 RESTORE_COMMAND = "wallet-restore"
 RESTORE_MESSAGE = "Wallet restored successfully"
+
+
+def plan_restore(params: Params, services: Services) -> RestorePlan:
+    """/api/wallets/restore: zip_path present, then the checks that need no extraction (blocking)."""
+    zip_raw = required_zip_path(params)
+    location, new_name = params.get("location", ""), params.get("new_name", "").strip()
+    return check_restore(services.config, services.wallets.read(), zip_raw, location, new_name)
+
+
+async def run_restore(plan: RestorePlan, ctx: JobContext) -> dict[str, Any]:
+    """Extract into a temporary folder, count the balance, move into place and register."""
+    config, wallets = ctx.services.config, ctx.services.wallets
+    temp = plan.location / temp_name(ctx.job.id)
+    key = ctx.services.keyring.key  # the key set now; a logout during the restore does not change this run
+    # Checked again: another restore may have taken the name since the request.
+    await ctx.run_blocking(check_target_still_free, config, plan)
+    counts = await ctx.run_blocking(extract_archive, plan, temp, key=key, cancel=ctx.cancel_event, report=ctx.report)
+    try:
+        balance = await ctx.run_blocking(wallet_balance, Wallet(temp, 0, False, True))
+    except BaseException:
+        await ctx.run_blocking(remove_tree, temp)
+        raise
+    async with wallets.registry_lock:
+        await ctx.run_blocking(place_and_register, config, plan, temp, ctx.forbid_cancel)
+    log.info("restore job %s: %s -> %s (%d files)", ctx.job.id, plan.zip_path, plan.target, counts.files)
+    return {
+        "command": RESTORE_COMMAND,
+        "success": True,
+        "message": RESTORE_MESSAGE,
+        "wallet_path": str(plan.target),
+        "wallet_name": plan.wallet_name,
+        "location": str(plan.location),
+        "zip_path": str(plan.zip_path),
+        "files_restored": counts.files,
+        "folders_restored": counts.folders,
+        "bytes_restored": counts.bytes,
+        "files_decrypted": counts.decrypted,
+        "files_left_encrypted": counts.left_encrypted,
+        "total_value": balance["total_value"],
+        "total_notes": balance["total_notes"],
+        "verified": True,
+        "job_id": ctx.job.id,
+    }
 
 
 def place_and_register(config: Config, plan: RestorePlan, temp: Path, forbid_cancel: Callable[[], None]) -> None:
@@ -59,15 +92,15 @@ def place_and_register(config: Config, plan: RestorePlan, temp: Path, forbid_can
         try:
             check_target_free(plan, registry)
         except ApiError as error:
-            raise failed(error) from None
+            raise JobFailed.from_error(error) from None
         forbid_cancel()  # raises JobCancelled if a cancel came first; from here the restore completes
         try:
             rename_noreplace(temp, plan.target)
         except FileExistsError:
-            raise failed(already_exists(plan.wallet_name, plan.location)) from None
+            raise JobFailed.from_error(already_exists(plan.wallet_name, plan.location)) from None
         except OSError as exc:
             log.error("restore: cannot rename %s to %s: %s", temp, plan.target, exc)
-            raise failure(500, f"Cannot move the restored wallet into place: {exc.strerror}") from None
+            raise JobFailed.plain(500, f"Cannot move the restored wallet into place: {exc.strerror}") from None
     _fsync_quietly(plan.location)
     entries = _with_wallet(registry, str(plan.target))
     try:
@@ -81,7 +114,7 @@ def place_and_register(config: Config, plan: RestorePlan, temp: Path, forbid_can
             log.critical("restore: cannot move %s back to %s", plan.target, temp, exc_info=True)
         else:
             remove_tree(temp)
-        raise failure(500, "Failed to save wallet configuration after restore") from None
+        raise JobFailed.plain(500, "Failed to save wallet configuration after restore") from None
 
 
 def _fsync_quietly(folder: Path) -> None:
@@ -117,50 +150,3 @@ def cleanup_restore(config: Config, job: Job) -> None:
     if registry.index_of(job.wallet_path) is None:
         write_registry(config.registry_path, _with_wallet(registry, job.wallet_path))
         log.warning("restore job %s: registered %s, restored before the interruption", job.id, job.wallet_path)
-
-
-def register(
-    runner: JobRunner, *, config: Config, wallets: WalletService, keyring: KeyRing, **_: Any
-) -> None:
-    """Register the restore and verify jobs; a restore's restart cleanup removes its temporary folder."""
-
-    async def restore_job(ctx: JobContext) -> dict[str, Any]:
-        params = ctx.job.params
-        plan = RestorePlan(Path(params["zip_path"]), Path(params["location"]), str(params["wallet_name"]))
-        temp = plan.location / temp_name(ctx.job.id)
-        key = keyring.key  # the key set now; a logout during the restore does not change this run
-        # Checked again: another restore may have taken the name since the request.
-        await ctx.run_blocking(check_target_still_free, config, plan)
-        counts = await ctx.run_blocking(extract_archive, plan, temp, key=key, cancel=ctx.cancel_event, report=ctx.report)
-        try:
-            balance = await ctx.run_blocking(wallet_balance, Wallet(temp, 0, False, True))
-        except BaseException:
-            await ctx.run_blocking(remove_tree, temp)
-            raise
-        async with wallets.registry_lock:
-            await ctx.run_blocking(place_and_register, config, plan, temp, ctx.forbid_cancel)
-        log.info("restore job %s: %s -> %s (%d files)", ctx.job.id, plan.zip_path, plan.target, counts.files)
-        return {
-            "command": RESTORE_COMMAND,
-            "success": True,
-            "message": RESTORE_MESSAGE,
-            "wallet_path": str(plan.target),
-            "wallet_name": plan.wallet_name,
-            "location": str(plan.location),
-            "zip_path": str(plan.zip_path),
-            "files_restored": counts.files,
-            "folders_restored": counts.folders,
-            "bytes_restored": counts.bytes,
-            "files_decrypted": counts.decrypted,
-            "files_left_encrypted": counts.left_encrypted,
-            "total_value": balance["total_value"],
-            "total_notes": balance["total_notes"],
-            "verified": True,
-            "job_id": ctx.job.id,
-        }
-
-    def cleanup(job: Job) -> None:
-        cleanup_restore(config, job)
-
-    runner.register(JobKind.RESTORE, restore_job, cleanup=cleanup)
-    runner.register(JobKind.VERIFY, verify_job)

@@ -10,6 +10,7 @@ import hashlib
 import threading
 import zipfile
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,12 +22,14 @@ from jobs.restore.archive_checks import (
     ManifestError,
     Report,
     entry_problems,
-    failure,
     read_manifest,
 )
-from jobs.backup.backup import MANIFEST_NAME
-from jobs.models import JobCancelled
-from jobs.runner import JobContext
+from jobs.backup.manifest import MANIFEST_NAME
+from jobs.context import JobContext, JobView
+from jobs.models import JobCancelled, JobFailed
+from jobs.restore.plan import required_zip_path, resolve_zip_path
+from jobs.services import Services
+from jobs.shape import Params
 from jobs.zip.writer import verify_zip
 
 VERIFY_COMMAND = "backup-verify"
@@ -34,10 +37,33 @@ VERIFY_COMMAND = "backup-verify"
 _MAX_PROBLEMS = 1000
 
 
-async def verify_job(ctx: JobContext) -> dict[str, Any]:
-    zip_path = Path(ctx.job.params["zip_path"])
+@dataclass(frozen=True, slots=True)
+class VerifyPlan:
+    """A verify that passed the request's checks: the canonical path of an existing file."""
+
+    zip_path: Path
+
+    @property
+    def lane(self) -> str:
+        return str(self.zip_path)
+
+    def params(self) -> dict[str, str]:
+        return {"zip_path": str(self.zip_path)}
+
+    @classmethod
+    def from_job(cls, job: JobView) -> VerifyPlan:
+        return cls(Path(job.params["zip_path"]))
+
+
+def plan_verify(params: Params, services: Services) -> VerifyPlan:
+    """/api/wallets/backup/verify: zip_path present, canonical, an existing file (blocking)."""
+    return VerifyPlan(resolve_zip_path(required_zip_path(params)))
+
+
+async def run_verify(plan: VerifyPlan, ctx: JobContext) -> dict[str, Any]:
+    zip_path = plan.zip_path
     if not await ctx.run_blocking(zip_path.is_file):
-        raise failure(404, f"Backup file not found: {zip_path}")
+        raise JobFailed.plain(404, f"Backup file not found: {zip_path}")
     body = await ctx.run_blocking(verify_archive, zip_path, cancel=ctx.cancel_event, report=ctx.report)
     body["job_id"] = ctx.job.id
     return body
@@ -57,7 +83,7 @@ def verify_archive(zip_path: Path, *, cancel: threading.Event, report: Report) -
             zip_path, on_entry=_progress(report, "Checking CRC-32"), should_stop=cancel.is_set
         )
     except OSError as exc:  # nothing was verified: an error, not a problem of the archive
-        raise failure(400, f"The backup file cannot be read: {exc.strerror}") from None
+        raise JobFailed.plain(400, f"The backup file cannot be read: {exc.strerror}") from None
     if cancel.is_set():
         raise JobCancelled()
     for found in zip_problems:

@@ -7,11 +7,9 @@ from typing import Any
 from aiohttp import web
 
 from app.wallet.errors import ApiError, missing_parameter
-from app.web.jobhttp import find_job
+from app.web.jobhttp import find_job, job_json, runner_errors, runner_key
 from app.web.params import choice, integer, read_params
-from app.web.state import runner_key
 from jobs.models import Job, JobKind, JobStatus
-from jobs.runner import JobNotCancellable, JobNotFound
 
 #: A comment line this often keeps proxies from closing an idle event stream (jobs.md).
 KEEPALIVE_SECONDS = 15.0
@@ -26,7 +24,7 @@ async def list_jobs(request: web.Request) -> web.Response:
     jobs = request.app[runner_key].list(
         status=status, kind=kind, wallet_path=params.get("wallet_path") or None, limit=limit
     )
-    return web.json_response({"jobs": [job.to_json() for job in jobs], "count": len(jobs)})
+    return web.json_response({"jobs": [job_json(job) for job in jobs], "count": len(jobs)})
 
 
 async def get_job(request: web.Request) -> web.Response:
@@ -37,20 +35,14 @@ async def get_job(request: web.Request) -> web.Response:
     if wait and not job.status.finished:
         job = await runner.wait(job.id, wait)
     headers = {} if job.status.finished else {"Retry-After": "1"}
-    return web.json_response(job.to_json(), headers=headers)
+    return web.json_response(job_json(job), headers=headers)
 
 
 async def cancel_job(request: web.Request) -> web.Response:
     runner = request.app[runner_key]
-    job_id = request.match_info["job_id"]
-    try:
-        job = await runner.cancel(job_id)
-    except JobNotFound:
-        raise ApiError(404, f"Job not found: {job_id}") from None
-    except JobNotCancellable as exc:
-        state = exc.job.status if exc.job.status.finished else "past the point where it can stop"
-        raise ApiError(409, f"Job cannot be cancelled: it is {state}", extra={"job": exc.job.to_json()}) from None
-    return web.json_response(job.to_json(), status=200 if job.status.finished else 202)
+    with runner_errors():
+        job = await runner.cancel(request.match_info["job_id"])
+    return web.json_response(job_json(job), status=200 if job.status.finished else 202)
 
 
 async def task_status(request: web.Request) -> web.Response:
@@ -81,7 +73,7 @@ async def job_events(request: web.Request) -> web.StreamResponse:
 
 def _event(job: Job) -> bytes:
     name = str(job.status) if job.status.finished else "progress"
-    data = json.dumps(job.to_json(), separators=(",", ":"))
+    data = json.dumps(job_json(job), separators=(",", ":"))
     return f"id: {job.seq}\nevent: {name}\ndata: {data}\n\n".encode()
 
 

@@ -6,7 +6,8 @@ import time
 from aiohttp import web
 
 from app import __version__
-from app.web.state import openapi_key, runner_key, started_key
+from app.web.jobhttp import runner_key
+from app.web.state import openapi_key, started_key
 
 
 async def health(request: web.Request) -> web.Response:
