@@ -1,1 +1,1 @@
-"""The ZIP format: the streaming writer, its reader-back, the streaming reader, their record layouts."""
+"""The ZIP library of the jobs: the streaming writer, the read-back verifier, the streaming reader and their shared record layouts."""

@@ -1,0 +1,323 @@
+"""The one checker restore and verify share: a backup archive's structure, names, manifest and data.
+
+Both jobs drive a `BackupCheck` the same way, so they refuse exactly the same archives:
+
+1. `scan()` streams the central directory (jobs/zip/reader.py): its structure, every name (zip-slip,
+   depth, length), every type (no links, no devices), duplicates and file/folder collisions, the
+   totals; no data is read. Duplicates are found from 64-bit name hashes kept in flat arrays
+   (8 bytes an entry), and confirmed by name in a second pass only when a hash repeats.
+2. `read_manifest()` reads the manifest's fields before its entry list (jobs/restore/manifest.py).
+3. `entries()` reads the data in file order with one sequential read and compares each entry with
+   the manifest's next one (path, type, size, SHA-256), the reader checking the CRC-32. A manifest
+   written by this server lists the entries in archive order, so it is streamed alongside; when the
+   orders differ (a hand-built archive), the rest of the manifest is indexed by path (up to
+   `MAX_INDEX` entries).
+
+Every problem goes to the `on_problem(path, problem, kind)` callback as it is found: restore raises
+its refusal from there (the first problem stops it), verify collects them and the check goes on.
+"""
+from __future__ import annotations
+
+import hashlib
+import threading
+from array import array
+from collections.abc import Callable, Iterator
+
+from jobs.backup.manifest import MANIFEST_NAME
+from jobs.restore.archive_checks import MAX_COMPONENT, MAX_DEPTH, entry_name_problem, entry_type_problem
+from jobs.restore.manifest import MAX_MANIFEST, ManifestError, ManifestStream
+from jobs.models import JobCancelled
+from jobs.zip.reader import ArchiveError, EntryDamaged, Record, ZipReader
+
+#: problem kinds, for the jobs' wording
+STRUCTURE, NAME, MANIFEST, LISTING, DAMAGED, DIGEST = "structure", "name", "manifest", "listing", "damaged", "digest"
+#: a check stops after this many problems
+MAX_PROBLEMS = 1000
+#: the most manifest entries indexed by path when the manifest and the archive disagree on the order
+MAX_INDEX = 100_000
+SHA_DIFFERS = "SHA-256 differs from the manifest"
+
+OnProblem = Callable[[str, str, str], None]
+#: what `entries()` yields: (name, is a folder, data or chunks or None, DOS date and time, size)
+Entry = tuple[str, bool, "bytes | Iterator[bytes] | None", int, int]
+
+
+class CheckStopped(Exception):
+    """Too many problems: the check ends here (raised from `problem`, also inside a big entry's chunks)."""
+
+
+def _name(record: Record) -> str:
+    return record.name.decode("utf-8", "replace") if record.flags & 0x800 else record.name.decode("cp437")
+
+
+def _manifest_problem(exc: Exception) -> str:
+    return str(exc) if isinstance(exc, ManifestError) else f"{MANIFEST_NAME} cannot be read: {exc}"
+
+
+def _safe_fast(name: str) -> bool:
+    """True for the common names `entry_name_problem` would pass, decided with a few C-level tests."""
+    return (
+        name != ""
+        and name.isascii()
+        and len(name) <= MAX_COMPONENT
+        and "\\" not in name
+        and "\0" not in name
+        and "/." not in name
+        and "//" not in name
+        and name[0] not in "./"
+        and name[1:2] != ":"
+        and name.count("/") <= MAX_DEPTH
+    )
+
+
+class BackupCheck:
+    """One check of one archive, used once from one thread: `scan()`, `read_manifest()`, `entries()`."""
+
+    def __init__(self, reader: ZipReader, on_problem: OnProblem, cancel: threading.Event) -> None:
+        self.reader = reader
+        self._on_problem = on_problem
+        self._cancel = cancel
+        self.problems = 0
+        self.files = self.folders = self.bytes_total = 0
+        self.checked = 0  # entries read by `entries()`, the manifest included
+        self.manifest_record: Record | None = None
+        self.manifest: ManifestStream | None = None
+        self.folder_paths: set[str] = set()  # every folder an entry lies in or is, without the final "/"
+        self._bad: set[str] = set()  # names refused by the scan: their data is not read
+
+    @property
+    def manifest_found(self) -> bool:
+        return self.manifest_record is not None
+
+    def problem(self, path: str, problem: str, kind: str) -> None:
+        self.problems += 1
+        self._on_problem(path, problem, kind)
+        if self.problems >= MAX_PROBLEMS:
+            self._on_problem("", "too many problems; the check stopped", STRUCTURE)
+            raise CheckStopped
+
+    # -- 1. the central directory ------------------------------------------------------------------
+
+    def scan(self) -> bool:
+        """Names, types, duplicates, collisions and totals from the directory; False if it is broken."""
+        buckets = [array("q") for _ in range(64)]
+        folders = self.folder_paths
+        try:
+            try:
+                for record in self.reader.records():
+                    name = _name(record)
+                    if name == MANIFEST_NAME:
+                        if self.manifest_record is not None:
+                            self.problem(name, "appears more than once", NAME)
+                        self.manifest_record = record
+                        continue
+                    problem = (None if _safe_fast(name) else entry_name_problem(name)) or (
+                        entry_type_problem(name, record.attr, record.flags) if record.attr >> 16 or record.flags & 1 else None
+                    )
+                    if problem is not None:
+                        self._bad.add(name)
+                        self.problem(name, problem, NAME)
+                        continue
+                    h = hash(name)
+                    buckets[h & 63].append(h)
+                    if name[-1] == "/":
+                        self.folders += 1
+                        folder = name[:-1]
+                    else:
+                        self.files += 1
+                        self.bytes_total += record.usize
+                        folder = name.rpartition("/")[0]
+                    while folder and folder not in folders:
+                        folders.add(folder)
+                        folder = folder.rpartition("/")[0]
+            except ArchiveError as exc:
+                self.problem(exc.path, exc.problem, STRUCTURE)
+                return False
+            suspects = self._suspects(buckets)
+            if suspects:
+                self._name_clashes(suspects)
+        except CheckStopped:
+            return False
+        return True
+
+    def _suspects(self, buckets: list[array[int]]) -> set[int]:
+        """Hashes seen twice, or of a file named like a folder: confirmed or dismissed by name."""
+        folder_hashes = {hash(folder) for folder in self.folder_paths}
+        suspects: set[int] = set()
+        for bucket in buckets:
+            unique = set(bucket)
+            suspects |= folder_hashes & unique
+            if len(unique) != len(bucket):
+                seen: set[int] = set()
+                for h in bucket:
+                    if h in seen:
+                        suspects.add(h)
+                    seen.add(h)
+        return suspects
+
+    def _name_clashes(self, suspects: set[int]) -> None:
+        seen: set[str] = set()
+        for record in self.reader.records():
+            name = _name(record)
+            if name in self._bad or hash(name) not in suspects:
+                continue
+            if name in seen:
+                self._bad.add(name)
+                self.problem(name, "appears more than once", NAME)
+            elif name[-1] != "/" and name in self.folder_paths:
+                self._bad.add(name)
+                self.problem(name, "collides with another entry", NAME)
+            seen.add(name)
+
+    # -- 2. the manifest's head --------------------------------------------------------------------
+
+    def read_manifest(self) -> bool:
+        """Read the manifest's fields before its entries; False (reported) when there is no usable one."""
+        record = self.manifest_record
+        try:
+            try:
+                if record is None:
+                    raise ManifestError(f"the archive has no {MANIFEST_NAME}")
+                if record.usize > MAX_MANIFEST:
+                    raise ManifestError(
+                        f"{MANIFEST_NAME} is too large ({record.usize:,} bytes; at most {MAX_MANIFEST >> 20} MiB)"
+                    )
+                stream = ManifestStream(self.reader.read_entry(record))
+                stream.head()
+            except (ManifestError, ArchiveError, EntryDamaged) as exc:
+                self.problem(MANIFEST_NAME, _manifest_problem(exc), MANIFEST)
+                return False
+        except CheckStopped:
+            return False
+        self.manifest = stream
+        return True
+
+    @property
+    def root(self) -> str | None:
+        return self.manifest.root if self.manifest is not None else None
+
+    # -- 3. the data -------------------------------------------------------------------------------
+
+    def entries(self) -> Iterator[Entry]:
+        """Every sound entry but the manifest, in file order, checked against the manifest as it comes."""
+        try:
+            yield from self._entries()
+        except CheckStopped:
+            return
+
+    def _entries(self) -> Iterator[Entry]:
+        manifest = self.manifest
+        root = manifest.root if manifest is not None else None
+        listing = manifest.entries() if manifest is not None else None
+        index: dict[str, tuple[str, int | None, str | None]] | None = None
+        pending: tuple[str, int | None, str | None] | None = None  # the manifest's next entry, not yet matched
+        bad = self._bad
+        stopped = self._cancel.is_set
+        sha256 = hashlib.sha256
+        report = self.problem
+        try:
+            for record, data, damage in self.reader.entries():
+                if stopped():
+                    raise JobCancelled()
+                self.checked += 1
+                name = record.name.decode("utf-8", "replace") if record.flags & 0x800 else record.name.decode("cp437")
+                if name == MANIFEST_NAME:
+                    if damage is not None:
+                        report(name, damage, DAMAGED)
+                    elif data is not None and not isinstance(data, bytes):
+                        self._drain(name, data)
+                    continue
+                if root is not None and not name.startswith(root) and name not in bad:
+                    report(name, f"lies outside the wallet folder {root}", LISTING)
+                    continue
+                listed = None
+                if listing is not None:
+                    try:
+                        if index is None:
+                            if pending is None:
+                                pending = next(listing, None)
+                            if pending is not None and pending[0] == name:
+                                listed, pending = pending, None
+                            elif pending is not None and name not in bad:
+                                index = self._index(pending, listing)
+                                pending = None
+                        if index is not None:
+                            listed = index.pop(name, None)
+                    except (ManifestError, ArchiveError, EntryDamaged) as exc:
+                        report(MANIFEST_NAME, _manifest_problem(exc), MANIFEST)
+                        listing = index = pending = None
+                if name in bad:
+                    continue
+                if listing is not None:
+                    if listed is None:
+                        report(name, "is not listed in the manifest", LISTING)
+                        continue
+                    size = listed[1]
+                    if size is None:
+                        if name[-1] != "/":
+                            report(name, "is a file but the manifest lists a folder", LISTING)
+                            continue
+                    elif name[-1] == "/":
+                        report(name, "is a folder but the manifest lists a file", LISTING)
+                        continue
+                    elif record.usize != size:
+                        report(name, f"has {record.usize} bytes, the manifest says {size}", LISTING)
+                        continue
+                if damage is not None:
+                    report(name, damage, DAMAGED)
+                    continue
+                if name[-1] == "/":
+                    yield name, True, None, record.dos, 0
+                    continue
+                digest = listed[2] if listed is not None else None
+                if type(data) is bytes:
+                    if digest is not None and sha256(data).hexdigest() != digest:
+                        report(name, SHA_DIFFERS, DIGEST)
+                        continue
+                    yield name, False, data, record.dos, record.usize
+                else:
+                    yield name, False, self._hashed(name, data, digest), record.dos, record.usize  # type: ignore[arg-type]
+        except ArchiveError as exc:
+            report(exc.path, exc.problem, STRUCTURE)
+            return
+        if listing is not None:
+            try:
+                if pending is not None:
+                    report(pending[0], "is listed in the manifest but missing from the archive", LISTING)
+                rest = iter(index) if index is not None else (listed[0] for listed in listing)
+                for path in rest:
+                    report(path, "is listed in the manifest but missing from the archive", LISTING)
+            except (ManifestError, ArchiveError, EntryDamaged) as exc:
+                report(MANIFEST_NAME, _manifest_problem(exc), MANIFEST)
+
+    def _index(
+        self, first: tuple[str, int | None, str | None], listing: Iterator[tuple[str, int | None, str | None]]
+    ) -> dict[str, tuple[str, int | None, str | None]]:
+        index = {first[0]: first}
+        for listed in listing:
+            if listed[0] in index:
+                raise ManifestError(f"manifest lists {listed[0]!r} twice")
+            index[listed[0]] = listed
+            if len(index) > MAX_INDEX:
+                raise ManifestError(f"manifest lists its entries in another order than the archive (over {MAX_INDEX:,} apart)")
+        return index
+
+    def _drain(self, name: str, chunks: Iterator[bytes]) -> None:
+        try:
+            for _ in chunks:
+                pass
+        except EntryDamaged as exc:
+            self.problem(name, str(exc), DAMAGED)
+
+    def _hashed(self, name: str, chunks: Iterator[bytes], digest: str | None) -> Iterator[bytes]:
+        """A big entry's chunks, its SHA-256 compared with the manifest after the last one."""
+        hasher = hashlib.sha256()
+        try:
+            for chunk in chunks:
+                hasher.update(chunk)
+                yield chunk
+        except EntryDamaged as exc:
+            self.problem(name, str(exc), DAMAGED)
+            return
+        if digest is not None and hasher.hexdigest() != digest:
+            self.problem(name, SHA_DIFFERS, DIGEST)

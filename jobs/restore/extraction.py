@@ -1,0 +1,284 @@
+"""Extraction of a backup archive into a fresh temporary folder, in one checked sequential pass (blocking).
+
+The archive's directory is checked whole first (jobs/restore/checker.py: structure, names, types,
+duplicates, collisions; then the manifest's head): nothing is written for an archive refused there.
+Then one sequential read brings every entry, checked against the manifest (type, size, SHA-256,
+CRC-32) before a small file is written, and a big file's chunks are written as they are checked, its
+verdict after the last one. Files are created relative to the descriptor of their folder (0600, times
+from the archive; folders 0700); with a login key, Bank and Fracked coin files under that key are
+decrypted on the way out. No file is fsynced by itself: the whole tree is made durable in one step
+(`jobs.restore.temp.sync_tree`) before the caller renames it into place. A refusal, failure or cancel
+removes the folder again.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from app.wallet import coins, crypto
+from jobs.backup.coins import COIN_FOLDERS
+from jobs.models import JobCancelled, JobFailed
+from jobs.restore.archive_checks import REPORT_EVERY, Report
+from jobs.restore.checker import DAMAGED, DIGEST, MANIFEST, NAME, STRUCTURE, BackupCheck, Entry
+from jobs.restore.plan import MAX_REFUSAL_PROBLEMS, RestorePlan, refusal
+from jobs.restore.temp import removed_on_failure, sync_tree
+from jobs.zip.reader import ArchiveError, ZipReader
+
+#: the restore's log, as before this code left jobs.restore.restore
+log = logging.getLogger("jobs.restore.restore")
+
+failed = JobFailed.from_error
+failure = JobFailed.plain
+
+_FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+@dataclass(slots=True)
+class RestoreCounts:
+    files: int = 0
+    folders: int = 0
+    bytes: int = 0
+    decrypted: int = 0
+    left_encrypted: int = 0  # coin files in Bank/Fracked under some other key (or no key set)
+
+
+def extract_archive(
+    plan: RestorePlan, temp: Path, *, key: bytes | None, cancel: threading.Event, report: Report
+) -> RestoreCounts:
+    """Check the archive and extract it into `temp` (created here, removed on any failure)."""
+    try:
+        reader = ZipReader(plan.zip_path)
+    except ArchiveError as exc:
+        raise failure(400, f"Not a valid ZIP archive: {exc.problem}") from None
+    except FileNotFoundError:
+        raise failure(404, f"Backup file not found: {plan.zip_path}") from None
+    except OSError as exc:
+        raise failure(400, f"The backup file cannot be read: {exc.strerror}") from None
+    with reader:
+        refuser = _Refuser()
+        check = BackupCheck(reader, refuser, cancel)
+        try:
+            check.scan()
+            if refuser.collected:
+                raise failed(refusal(refuser.collected))
+            refuser.at_once = True
+            check.read_manifest()
+        except OSError as exc:
+            raise _read_failed(plan, exc) from None
+        root = check.root
+        assert root is not None  # read_manifest raised otherwise
+        for folder in ("Bank", "Fracked"):
+            if f"{root}{folder}" not in check.folder_paths:
+                raise failure(400, f"Refusing to restore: the archive holds no wallet ({root}{folder}/ is missing)")
+        if cancel.is_set():
+            raise JobCancelled()
+        try:
+            os.mkdir(temp, 0o700)
+        except OSError as exc:
+            log.error("restore: cannot create %s: %s", temp, exc)
+            raise failure(500, f"Cannot create the wallet folder in {plan.location}: {exc.strerror}") from None
+        with removed_on_failure(temp):
+            writer = _Writer(temp, root, key)
+            try:
+                report(done=0, total=check.files, bytes_done=0, bytes_total=check.bytes_total,
+                       message=f"Restoring {root[:-1]} (0 of {check.files:,} files)")  # fmt: skip
+                writer.write(check.entries(), check.files, report)
+            except OSError as exc:  # the writer's own errors are JobFailed: this is the archive failing to read
+                raise _read_failed(plan, exc) from None
+            finally:
+                writer.close()
+            try:
+                sync_tree(temp)
+            except OSError as exc:
+                log.error("restore: cannot sync %s: %s", temp, exc)
+                raise failure(500, f"Cannot write the restored wallet: {exc.strerror}") from None
+        return writer.counts
+
+
+def _read_failed(plan: RestorePlan, exc: OSError) -> JobFailed:
+    log.error("restore: cannot read %s: %s", plan.zip_path, exc)
+    return failure(500, f"The backup file cannot be read: {exc.strerror}")
+
+
+class _Refuser:
+    """The checker's problem callback for a restore: collects the directory's problems (up to 20),
+    then refuses at the first problem of the manifest or the data."""
+
+    def __init__(self) -> None:
+        self.collected: list[tuple[str, str]] = []
+        self.at_once = False
+
+    def __call__(self, path: str, problem: str, kind: str) -> None:
+        if kind == STRUCTURE and not path:
+            raise failure(400, f"Not a valid ZIP archive: {problem}")
+        if kind == MANIFEST:
+            raise failure(400, f"Refusing to restore: {problem}")
+        if kind in (DAMAGED, STRUCTURE):
+            problem = f"is damaged ({problem})"
+        elif kind == DIGEST:
+            problem = "does not match the manifest (SHA-256 differs)"
+        if kind != NAME or self.at_once:
+            raise failed(refusal([(path, problem)]))
+        self.collected.append((path, problem))
+        if len(self.collected) >= MAX_REFUSAL_PROBLEMS:
+            raise failed(refusal(self.collected))
+
+
+class _Writer:
+    """Writes checked entries below a fresh folder, each file relative to its folder's descriptor."""
+
+    def __init__(self, temp: Path, root: str, key: bytes | None) -> None:
+        self.temp = temp
+        self.root_len = len(root)
+        self.wallet = root[:-1]
+        self.key = key
+        self.key_check = crypto.key_check(key) if key is not None else None
+        self.counts = RestoreCounts()
+        self.root_fd = os.open(temp, _DIR_FLAGS)
+        self.made: set[str] = {""}  # folders made, relative to temp ("" is temp itself)
+        self.folder_times: list[tuple[str, float]] = []
+        self.folder = ""  # the folder of the last file, and its descriptor
+        self.folder_fd = self.root_fd
+        self.coin_folder = False
+        self._dos = -1
+        self._mtime: float | None = None
+
+    def close(self) -> None:
+        if self.folder_fd != self.root_fd:
+            os.close(self.folder_fd)
+        os.close(self.root_fd)
+
+    def write(self, entries: Iterator[Entry], total: int, report: Report) -> None:
+        counts = self.counts
+        root_len = self.root_len
+        for name, is_dir, data, dos, size in entries:
+            rel = name[root_len:]
+            if is_dir:
+                rel = rel[:-1]
+                if rel not in self.made:
+                    self._make(rel)
+                mtime = self._time(dos)
+                if mtime is not None:
+                    self.folder_times.append((rel, mtime))
+                continue
+            folder, _, base = rel.rpartition("/")
+            if folder != self.folder:
+                self._enter(folder)
+            try:
+                fd = os.open(base, _FILE_FLAGS, 0o600, dir_fd=self.folder_fd)
+            except (FileExistsError, NotADirectoryError, IsADirectoryError):
+                raise failed(refusal([(name, "collides with another entry")])) from None
+            except OSError as exc:
+                raise self._write_failed(rel, exc) from None
+            try:
+                if type(data) is bytes:
+                    if self.coin_folder and base[-4:].lower() == ".bin":
+                        data = self._maybe_decrypt(rel, data)
+                    self._write(fd, rel, data)
+                else:
+                    for chunk in data:  # type: ignore[union-attr]
+                        self._write(fd, rel, chunk)
+                mtime = self._time(dos)
+                if mtime is not None:
+                    try:
+                        os.utime(fd, (mtime, mtime))
+                    except OSError:
+                        pass  # best effort: the file system may not keep times
+            finally:
+                os.close(fd)
+            counts.files += 1
+            counts.bytes += size
+            if not counts.files % REPORT_EVERY:
+                report(done=counts.files, bytes_done=counts.bytes,
+                       message=f"Restoring {self.wallet} ({counts.files:,} of {total:,} files)")  # fmt: skip
+        report(done=counts.files, bytes_done=counts.bytes, message="Making the restored files durable")
+        # Folder times last: writing into a folder changes its time. Deepest first, for the same reason.
+        for rel, mtime in sorted(self.folder_times, key=lambda item: -item[0].count("/")):
+            try:
+                if rel:
+                    os.utime(rel, (mtime, mtime), dir_fd=self.root_fd, follow_symlinks=False)
+                else:
+                    os.utime(self.root_fd, (mtime, mtime))
+            except OSError:
+                pass
+
+    def _enter(self, folder: str) -> None:
+        """Make `folder` (and its parents) if needed and hold its descriptor for the files that follow."""
+        if folder not in self.made:
+            self._make(folder)
+        if self.folder_fd != self.root_fd:
+            os.close(self.folder_fd)
+            self.folder_fd = self.root_fd
+        if folder:
+            try:
+                self.folder_fd = os.open(folder, _DIR_FLAGS, dir_fd=self.root_fd)
+            except OSError as exc:
+                raise self._write_failed(folder, exc) from None
+        self.folder = folder
+        self.coin_folder = folder.partition("/")[0] in COIN_FOLDERS
+
+    def _make(self, rel: str) -> None:
+        """Make `rel` and every missing parent, top down (no recursion: depth is bounded by the checks)."""
+        parts = rel.split("/")
+        for depth in range(1, len(parts) + 1):
+            path = "/".join(parts[:depth])
+            if path in self.made:
+                continue
+            try:
+                os.mkdir(path, 0o700, dir_fd=self.root_fd)
+                os.chmod(path, 0o700, dir_fd=self.root_fd)  # exactly 0700, whatever the umask
+            except (FileExistsError, NotADirectoryError):
+                raise failed(refusal([(self.wallet + "/" + path + "/", "collides with another entry")])) from None
+            except OSError as exc:
+                raise self._write_failed(path, exc) from None
+            self.made.add(path)
+            self.counts.folders += 1
+
+    def _time(self, dos: int) -> float | None:
+        # Files archived together share their two-second DOS time stamp: one mktime for each run.
+        if dos != self._dos:
+            self._dos = dos
+            date, clock = dos >> 16, dos & 0xFFFF
+            try:
+                self._mtime = time.mktime((
+                    (date >> 9) + 1980, (date >> 5) & 0xF, date & 0x1F,
+                    clock >> 11, (clock >> 5) & 0x3F, (clock & 0x1F) * 2, 0, 0, -1,
+                ))  # fmt: skip
+            except (OverflowError, ValueError):
+                self._mtime = None
+        return self._mtime
+
+    def _maybe_decrypt(self, rel: str, data: bytes) -> bytes:
+        """With a key, a coin file in Bank or Fracked under that key comes out in plaintext."""
+        if len(data) < coins.HEADER_SIZE or data[5] == coins.Encryption.NONE:
+            return data
+        if self.key is not None and data[8:15] == self.key_check:
+            try:
+                plain = crypto.decrypt_coin_file(data, self.key)
+            except (coins.CoinFileError, crypto.WrongKey) as exc:
+                log.warning("restore: %s is not decrypted (%s); restored as it is", rel, exc)
+            else:
+                self.counts.decrypted += 1
+                return plain
+        self.counts.left_encrypted += 1
+        return data
+
+    def _write(self, fd: int, rel: str, data: bytes) -> None:
+        try:
+            written = os.write(fd, data)
+            if written < len(data):
+                view = memoryview(data)[written:]
+                while view:
+                    view = view[os.write(fd, view) :]
+        except OSError as exc:
+            raise self._write_failed(rel, exc) from None
+
+    def _write_failed(self, rel: str, exc: OSError) -> JobFailed:
+        log.error("restore: cannot write %s in %s: %s", rel, self.temp, exc)
+        return failure(500, f"Cannot write the restored wallet: {exc.strerror}")
