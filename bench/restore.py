@@ -59,7 +59,7 @@ def latency_summary(latencies: list[float], errors: int = 0) -> dict[str, Any]:
 
 def timed(command: list[str]) -> float:
     started = time.perf_counter()
-    subprocess.run(command, check=True)
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
     return time.perf_counter() - started
 
 

@@ -319,18 +319,16 @@ class ZipReader:
                 if not raw:
                     raise EntryDamaged("entry data truncated")
                 pos += len(raw)
-                if inflater is None:
-                    out = [raw]
-                else:
-                    out = [inflater.decompress(raw, CHUNK)]
-                    while inflater.unconsumed_tail:
-                        out.append(inflater.decompress(inflater.unconsumed_tail, CHUNK))
-                for piece in out:
+                piece = raw if inflater is None else inflater.decompress(raw, CHUNK)
+                while True:  # one bounded piece at a time: a small chunk may inflate to gigabytes
                     crc = zlib.crc32(piece, crc)
                     size += len(piece)
                     if size > record.usize:
                         raise EntryDamaged(f"inflates to more than the recorded {record.usize} bytes")
                     yield piece
+                    if inflater is None or not inflater.unconsumed_tail:
+                        break
+                    piece = inflater.decompress(inflater.unconsumed_tail, CHUNK)
         except zlib.error as exc:
             raise EntryDamaged(f"deflate data corrupt: {exc}") from None
         if inflater is not None and not inflater.eof:
