@@ -214,8 +214,27 @@ class ZipReader:
         win_start = 0
         pos = self.shift  # the end of the entry before: the next one starts exactly there
         crc32 = zlib.crc32
+        unpack_local = _LOCAL.unpack_from
+        cd_offset = self.cd_offset
         for record in self.records():
-            name, flags, method, crc, csize, usize, off = record[:7]
+            name, flags, method, crc, csize, usize, off, _, _ = record
+            rel = off - win_start
+            head_end = rel + 30 + len(name)
+            # The common entry, stored whole in the window with a local header that agrees: as few
+            # operations as possible. Anything else takes the full checks below.
+            if off == pos and rel >= 0 and head_end + csize + 64 <= len(win) and method == STORED and csize == usize:
+                sig, _, lflags, lmethod, _, _, lcrc, lcsize, lusize, lnlen, lxlen = unpack_local(win, rel)
+                drel = head_end + lxlen
+                if (
+                    sig == _SIG_LOCAL and lflags == flags and not flags & 9 and lmethod == STORED and lcrc == crc
+                    and lcsize == csize and lusize == usize and lnlen == len(name) and drel + csize <= len(win)
+                    and off + 30 + lnlen + lxlen + csize <= cd_offset and win.startswith(name, rel + 30)
+                ):  # fmt: skip
+                    data = win[drel : drel + csize]
+                    if crc32(data) == crc:
+                        pos = off + 30 + lnlen + lxlen + csize
+                        yield record, data, None
+                        continue
             if off != pos:
                 raise ArchiveError(f"{off - pos} unaccounted bytes before this entry" if off > pos else
                                    "entry overlaps the one before it", decode_name(record))  # fmt: skip
