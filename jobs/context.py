@@ -115,9 +115,17 @@ class JobContext:
         bytes_done: int | None = None,
         bytes_total: int | None = None,
         message: str | None = None,
+        phase: str | None = None,
+        span: tuple[int, int] | None = None,
     ) -> None:
-        """Record progress; published at most every REPORT_INTERVAL_S, latest values win. (thread-safe)"""
+        """Record progress; published at most every REPORT_INTERVAL_S, latest values win. (thread-safe)
+
+        A new `phase` starts its own count (done, total, bytes and rate from zero) and takes the part
+        `span` (start, end) of the job's overall percentage (default: all of it)."""
         values: dict[str, Any] = {}
+        if phase is not None:
+            values["phase"] = str(phase)
+            values["span"] = span or (0, 100)
         for name, value in (("done", done), ("total", total), ("bytes_done", bytes_done), ("bytes_total", bytes_total)):
             if value is not None:
                 values[name] = max(0, int(value))
@@ -126,6 +134,10 @@ class JobContext:
         with self._lock:
             if self._closed:
                 return
+            if "phase" in values and self._pending.get("phase", values["phase"]) != values["phase"]:
+                # A phase change must not be merged away: the earlier phase's values go out first.
+                pending, self._pending = self._pending, {}
+                self._post(self._runner.publish_report, self._job, pending)
             self._pending.update(values)
             if self._scheduled:
                 return

@@ -125,7 +125,14 @@ class Job:
     done: int = 0
     total: int = 0
     bytes_done: int = 0
-    bytes_total: int = 0
+    #: None until the job knows it (jobs.md: known from the start or null, never 0 while running)
+    bytes_total: int | None = None
+    #: what the job is doing now ("archiving", "verifying", "restoring", …), with its own percentage
+    phase: str | None = None
+    phase_progress: int = 0
+    #: bytes per second in the current phase, and the seconds it still needs; None until estimable
+    rate: float | None = None
+    eta_seconds: float | None = None
     created_at: datetime = field(default_factory=utcnow)
     started_at: datetime | None = None
     finished_at: datetime | None = None
@@ -173,6 +180,10 @@ class Job:
             "total": self.total,
             "bytes_done": self.bytes_done,
             "bytes_total": self.bytes_total,
+            "phase": self.phase,
+            "phase_progress": self.phase_progress,
+            "rate": self.rate,
+            "eta_seconds": self.eta_seconds,
             "created_at": format_time(self.created_at),
             "started_at": format_time(self.started_at),
             "finished_at": format_time(self.finished_at),
@@ -206,7 +217,11 @@ class Job:
             done=int(data.get("done", 0)),
             total=int(data.get("total", 0)),
             bytes_done=int(data.get("bytes_done", 0)),
-            bytes_total=int(data.get("bytes_total", 0)),
+            bytes_total=None if data.get("bytes_total") is None else int(data["bytes_total"]),
+            phase=data.get("phase") if isinstance(data.get("phase"), str) else None,
+            phase_progress=int(data.get("phase_progress") or 0),
+            rate=None if data.get("rate") is None else float(data["rate"]),
+            eta_seconds=None if data.get("eta_seconds") is None else float(data["eta_seconds"]),
             created_at=parse_time(data["created_at"]) or utcnow(),
             started_at=parse_time(data.get("started_at")),
             finished_at=parse_time(data.get("finished_at")),

@@ -16,6 +16,7 @@ import copy
 import logging
 import math
 import threading
+import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -84,6 +85,7 @@ class JobRunner:
         self._ready_set: set[str] = set()
         self._n_queued = 0
         self._running: dict[str, JobContext] = {}
+        self._phases: dict[str, _Phase] = {}  # of running jobs
         self._lane_of: dict[str, str] = {}
         self._workers: list[asyncio.Task[None]] = []
         # Watchers: one future per job, resolved (and replaced) on its next change / at its end.
@@ -408,20 +410,43 @@ class JobRunner:
     def _end_run(self, job: Job, context: JobContext) -> None:
         self._running.pop(job.id, None)
         self._apply_report(job, context._close(), publish=False)
+        self._phases.pop(job.id, None)
 
     # -- state changes ------------------------------------------------------------------------
 
     def _apply_report(self, job: Job, values: dict[str, Any], *, publish: bool) -> None:
         if job.status is not JobStatus.RUNNING:
             return
+        now = time.monotonic()
+        phase = self._phases.setdefault(job.id, _Phase(now))
         changed = False
+        if "phase" in values:
+            span = values.pop("span")
+            if values["phase"] != job.phase:
+                # A new phase counts from zero: its own done/total, bytes, rate and percentage.
+                self._phases[job.id] = phase = _Phase(now, span)
+                job.done = job.total = job.bytes_done = 0
+                job.bytes_total = job.rate = job.eta_seconds = None
+                job.phase_progress = 0
+                changed = True
+        if values.get("bytes_total") == 0:
+            values["bytes_total"] = None  # an empty total is "unknown" until the job ends
         for name, value in values.items():
             if getattr(job, name) != value:
                 setattr(job, name, value)
                 changed = True
-        progress = _percent(job)
+        percent = _percent(job)
+        if percent != job.phase_progress:
+            job.phase_progress = percent
+            changed = True
+        start, end = phase.span
+        progress = min(99, start + percent * (end - start) // 100)
         if progress > job.progress:
             job.progress = progress
+            changed = True
+        rate, eta = _estimate(job, now - phase.started)
+        if (rate, eta) != (job.rate, job.eta_seconds):
+            job.rate, job.eta_seconds = rate, eta
             changed = True
         if changed and publish:
             self._publish(job, persist=False)
@@ -440,7 +465,8 @@ class JobRunner:
         job.finished_at = utcnow()
         job.cancellable = False
         if status is JobStatus.COMPLETED:
-            job.progress = 100
+            job.progress = job.phase_progress = 100
+            job.eta_seconds = 0.0 if job.eta_seconds is not None else None
             job.result = result
             job.message = _message_of(result, "Completed")
         elif status is JobStatus.FAILED:
@@ -541,9 +567,35 @@ class JobRunner:
         return self._loop
 
 
+@dataclass(frozen=True, slots=True)
+class _Phase:
+    """When the running job's current phase began, and its part of the overall percentage."""
+
+    started: float
+    span: tuple[int, int] = (0, 100)
+
+
+#: a rate is only estimated after this long in a phase (earlier figures are noise)
+_ESTIMATE_AFTER_S = 0.3
+
+
+def _estimate(job: Job, elapsed: float) -> tuple[float | None, float | None]:
+    """(bytes per second, seconds left) of the current phase; None where it cannot be estimated yet."""
+    if elapsed < _ESTIMATE_AFTER_S or job.bytes_done <= 0:
+        return None, None
+    rate = job.bytes_done / elapsed
+    if job.bytes_total:
+        eta = max(0.0, (job.bytes_total - job.bytes_done) / rate)
+    elif job.total and job.done:
+        eta = max(0.0, (job.total - job.done) * elapsed / job.done)
+    else:
+        eta = None
+    return round(rate), None if eta is None else round(eta, 1)
+
+
 def _percent(job: Job) -> int:
     """Progress from bytes when known, else from items; capped at 99 until the job completes."""
-    if job.bytes_total > 0:
+    if job.bytes_total:
         percent = job.bytes_done * 100 // job.bytes_total
     elif job.total > 0:
         percent = job.done * 100 // job.total

@@ -193,7 +193,8 @@ async def test_job_shape_and_retry_after_while_unfinished(jc):
     assert response.headers["Retry-After"] == "1"
     assert set(job) == {
         "id", "kind", "status", "progress", "message", "wallet_path", "params", "done", "total", "bytes_done",
-        "bytes_total", "created_at", "started_at", "finished_at", "result", "error", "links",
+        "bytes_total", "phase", "phase_progress", "rate", "eta_seconds", "created_at", "started_at", "finished_at",
+        "result", "error", "links",
     }
     assert job["kind"] == "backup-verify"
     assert job["created_at"].endswith("Z")

@@ -22,7 +22,7 @@ from jobs.store import DB_NAME, JobStore
 
 JOB_JSON_KEYS = [
     "id", "kind", "status", "progress", "message", "wallet_path", "params", "done", "total",
-    "bytes_done", "bytes_total", "created_at", "started_at", "finished_at", "result", "error", "links",
+    "bytes_done", "bytes_total", "phase", "phase_progress", "rate", "eta_seconds", "created_at", "started_at", "finished_at", "result", "error", "links",
 ]  # fmt: skip
 
 

@@ -199,7 +199,7 @@ def write_backup(plan: BackupRun, *, cancel: threading.Event, report: Report) ->
     if cancel.is_set():
         raise JobCancelled()
     total = count_entries(wallet, cancel)
-    report(done=0, total=total, message=f"Archiving {wallet.name} (0 of {total:,} files)")
+    report(phase="archiving", span=(0, 85), done=0, total=total, message=f"Archiving {wallet.name} (0 of {total:,} files)")
     tmp = destination / temp_name(plan.job_id)
     try:
         fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
@@ -216,10 +216,13 @@ def write_backup(plan: BackupRun, *, cancel: threading.Event, report: Report) ->
         )  # fmt: skip
         archiver.archive()
         os.fsync(fd)
-        report(message=f"Verifying {archiver.entries:,} entries")
-        _verify(tmp, archiver.entries, job_id=plan.job_id, cancel=cancel, report=report)
-        zip_sha256 = out.hexdigest()
         zip_size = os.fstat(fd).st_size
+        report(phase="verifying", span=(85, 100), done=0, total=archiver.entries,
+               message=f"Verifying (0 of {archiver.entries:,} entries)")  # fmt: skip
+        _verify(tmp, archiver.entries, job_id=plan.job_id, cancel=cancel, report=report)
+        report(done=archiver.entries, bytes_done=zip_size, bytes_total=zip_size,
+               message=f"Verified ({archiver.entries:,} of {archiver.entries:,} entries)")  # fmt: skip
+        zip_sha256 = out.hexdigest()
         if cancel.is_set():
             raise JobCancelled()
         final = claim_final_name(tmp, destination, wallet.name, plan.date)
@@ -262,7 +265,7 @@ def _verify(path: Path, entries: int, *, job_id: str, cancel: threading.Event, r
     """Read every entry back (CRC-32 and sizes); any problem fails the backup."""
 
     def on_entry(n: int) -> None:
-        report(message=f"Verifying ({n:,} of {entries:,} entries)")
+        report(done=n, message=f"Verifying ({n:,} of {entries:,} entries)")
 
     checked, problems = verify_zip(path, on_entry=on_entry, on_entry_every=4096, should_stop=cancel.is_set)
     if cancel.is_set():

@@ -86,13 +86,14 @@ def extract_archive(
         with removed_on_failure(temp):
             writer = _Writer(temp, root, key)
             try:
-                report(done=0, total=check.files, bytes_done=0, bytes_total=check.bytes_total,
-                       message=f"Restoring {root[:-1]} (0 of {check.files:,} files)")  # fmt: skip
+                report(phase="restoring", span=(0, 95), done=0, total=check.files, bytes_done=0,
+                       bytes_total=check.bytes_total, message=f"Restoring {root[:-1]} (0 of {check.files:,} files)")  # fmt: skip
                 writer.write(check.entries(), check.files, report)
             except OSError as exc:  # the writer's own errors are JobFailed: this is the archive failing to read
                 raise _read_failed(plan, exc) from None
             finally:
                 writer.close()
+            report(phase="syncing", span=(95, 100), message="Making the restored files durable")
             try:
                 sync_tree(temp)
             except OSError as exc:
@@ -197,7 +198,8 @@ class _Writer:
             if not counts.files % REPORT_EVERY:
                 report(done=counts.files, bytes_done=counts.bytes,
                        message=f"Restoring {self.wallet} ({counts.files:,} of {total:,} files)")  # fmt: skip
-        report(done=counts.files, bytes_done=counts.bytes, message="Making the restored files durable")
+        report(done=counts.files, bytes_done=counts.bytes,
+               message=f"Restored {self.wallet} ({counts.files:,} of {total:,} files)")  # fmt: skip
         # Folder times last: writing into a folder changes its time. Deepest first, for the same reason.
         for rel, mtime in sorted(self.folder_times, key=lambda item: -item[0].count("/")):
             try:

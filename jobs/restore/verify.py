@@ -105,7 +105,8 @@ def verify_archive(zip_path: Path, *, cancel: threading.Event, report: Report) -
 
 def _read_all(check: BackupCheck, cancel: threading.Event, report: Report) -> None:
     total, bytes_total = check.files, check.bytes_total
-    report(done=0, total=total, bytes_done=0, bytes_total=bytes_total, message=f"Verifying (0 of {total:,} files)")
+    report(phase="verifying", done=0, total=total, bytes_done=0, bytes_total=bytes_total,
+           message=f"Verifying (0 of {total:,} files)")  # fmt: skip
     done = bytes_done = 0
     for _, is_dir, data, _, size in check.entries():
         if is_dir:
