@@ -28,7 +28,7 @@ from jobs.restore.extraction import extract_archive
 from jobs.restore.plan import RestorePlan
 from jobs.restore.temp import temp_name
 from jobs.restore.verify import verify_archive
-from tests.conftest import coin_bytes
+from tests.conftest import coin_bytes, write_coins
 from tests.test_backup_crash import Server, stored_status
 from tests.test_backup_crash import server as server  # noqa: F401 - the fixture
 from tests.test_restore import backup, build_archive, flip_byte_of, hand_files, make_wallet, restore_call
@@ -359,3 +359,23 @@ def test_restore_writes_coin_files_relative_to_their_folder(tmp_path: Path) -> N
     extract_archive(RestorePlan(path, location, "Hand"), temp, key=None, cancel=threading.Event(), report=report)
     assert swapped and os.listdir(outside) == []
     assert len(os.listdir(temp / "Bank-moved")) == len(files)
+
+
+async def test_the_restored_balance_is_counted_as_the_balance_endpoint_counts(
+    client: TestClient, data_dir: Path, tmp_path: Path
+) -> None:
+    """The restore counts value from the bytes it writes: the same rules as GET /api/wallets/balance."""
+    wallet = await make_wallet(client, data_dir)
+    (wallet / "Bank" / "25 CloudCoin #77 'junk'.bin").write_bytes(b"not a coin file")  # value from the name
+    (wallet / "Bank" / "junk.bin").write_bytes(b"nothing to count")  # unreadable, no value
+    (wallet / "Limbo" / "nested").mkdir()
+    write_coins(wallet / "Limbo" / "nested", [900])  # not directly in Limbo: not counted
+    (wallet / "Fracked" / "big 1 CloudCoin #5 'x'.bin").write_bytes(coin_bytes(5) + bytes((1 << 20) + 10))
+    zip_path = await backup(client, wallet, tmp_path / "backups")
+    status, body = await restore_call(client, zip_path=str(zip_path), new_name="Counted")
+    assert status == 200, body
+    response = await client.get("/api/wallets/balance", params={"wallet_path": body["wallet_path"]})
+    counted = await response.json()
+    assert (body["total_value"], body["total_notes"]) == (counted["total_value"], counted["total_notes"])
+    original = await (await client.get("/api/wallets/balance", params={"wallet_path": str(wallet)})).json()
+    assert counted["total_value"] == original["total_value"] and counted["total_notes"] == original["total_notes"]

@@ -119,6 +119,21 @@ def _denomination_of(units: int) -> int | None:
     return None
 
 
+def coin_file_value(name: str, data: bytes | None) -> tuple[int, int] | None:
+    """(units, notes) a coin file called `name` holding `data` adds to its folder's balance, exactly as
+    `wallet_balance` counts it (the headers, else the value in the name); None when it adds nothing.
+    `data` None: too big to be read whole, so only its name can tell."""
+    if data is not None and len(data) <= _MAX_COIN_FILE:
+        try:
+            info = coins.inspect_coin_file(data)
+        except coins.CoinFileError:
+            pass
+        else:
+            return info.total_value, info.coin_count
+    units = coins.value_from_file_name(name)
+    return None if units is None else (units, 1)
+
+
 def wallet_balance(wallet: Wallet) -> dict[str, Any]:
     _require_online(wallet)
     body: dict[str, Any] = {

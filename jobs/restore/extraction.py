@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from app.wallet import coins, crypto
-from jobs.backup.coins import COIN_FOLDERS
+from app.wallet.coinfolders import VALUE_FOLDERS, coin_file_value
+from jobs.backup.coins import COIN_FOLDERS, plain_single_units
 from jobs.models import JobCancelled, JobFailed
 from jobs.restore.archive_checks import REPORT_EVERY, Report
 from jobs.restore.checker import DAMAGED, DIGEST, MANIFEST, NAME, STRUCTURE, BackupCheck, Entry
@@ -35,7 +36,9 @@ log = logging.getLogger("jobs.restore.restore")
 failed = JobFailed.from_error
 failure = JobFailed.plain
 
-_FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+#: a coin file bigger than the reader's window is read back whole for its value up to this size
+_MAX_READ_BACK = 64 << 20
+_FILE_FLAGS = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
@@ -46,6 +49,8 @@ class RestoreCounts:
     bytes: int = 0
     decrypted: int = 0
     left_encrypted: int = 0  # coin files in Bank/Fracked under some other key (or no key set)
+    units: int = 0  # the balance of the restored wallet (Bank, Fracked, Limbo), as wallet_balance counts it
+    notes: int = 0
 
 
 def extract_archive(
@@ -147,6 +152,7 @@ class _Writer:
         self.folder = ""  # the folder of the last file, and its descriptor
         self.folder_fd = self.root_fd
         self.coin_folder = False
+        self.value_folder = False  # files directly in Bank, Fracked or Limbo count toward the balance
         self._dos = -1
         self._mtime: float | None = None
 
@@ -178,13 +184,17 @@ class _Writer:
             except OSError as exc:
                 raise self._write_failed(rel, exc) from None
             try:
+                is_bin = base[-4:].lower() == ".bin"
                 if type(data) is bytes:
-                    if self.coin_folder and base[-4:].lower() == ".bin":
+                    if self.coin_folder and is_bin:
                         data = self._maybe_decrypt(rel, data)
                     self._write(fd, rel, data)
                 else:
                     for chunk in data:  # type: ignore[union-attr]
                         self._write(fd, rel, chunk)
+                    data = None
+                if self.value_folder and is_bin:
+                    self._count_value(base, data, fd)
                 mtime = self._time(dos)
                 if mtime is not None:
                     try:
@@ -224,6 +234,7 @@ class _Writer:
                 raise self._write_failed(folder, exc) from None
         self.folder = folder
         self.coin_folder = folder.partition("/")[0] in COIN_FOLDERS
+        self.value_folder = folder in VALUE_FOLDERS
 
     def _make(self, rel: str) -> None:
         """Make `rel` and every missing parent, top down (no recursion: depth is bounded by the checks)."""
@@ -241,6 +252,20 @@ class _Writer:
                 raise self._write_failed(path, exc) from None
             self.made.add(path)
             self.counts.folders += 1
+
+    def _count_value(self, name: str, data: bytes | None, fd: int) -> None:
+        """Add a coin file to the balance from the bytes in hand (a big one is read back from disk)."""
+        units = plain_single_units(data) if data is not None else None  # the common case, no objects
+        if units is not None:
+            value: tuple[int, int] | None = (units, 1)
+        else:
+            if data is None:
+                size = os.fstat(fd).st_size
+                data = os.pread(fd, size + 1, 0) if size <= _MAX_READ_BACK else None
+            value = coin_file_value(name, data)
+        if value is not None:
+            self.counts.units += value[0]
+            self.counts.notes += value[1]
 
     def _time(self, dos: int) -> float | None:
         # Files archived together share their two-second DOS time stamp: one mktime for each run.

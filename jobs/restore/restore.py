@@ -15,10 +15,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from app.wallet.coinfolders import is_wallet_folder, wallet_balance
+from app.wallet.coinfolders import is_wallet_folder
+from app.wallet.coins import units_to_json
 from app.wallet.config import Config
 from app.wallet.errors import ApiError
-from app.wallet.model import Wallet
 from app.wallet.registry import Registry, RegistryEntry, location_type, read_registry, write_registry
 from app.wallet.storage import fsync_dir, rename_noreplace
 from jobs.context import JobContext
@@ -57,11 +57,6 @@ async def run_restore(plan: RestorePlan, ctx: JobContext) -> dict[str, Any]:
     # Checked again: another restore may have taken the name since the request.
     await ctx.run_blocking(check_target_still_free, config, plan)
     counts = await ctx.run_blocking(extract_archive, plan, temp, key=key, cancel=ctx.cancel_event, report=ctx.report)
-    try:
-        balance = await ctx.run_blocking(wallet_balance, Wallet(temp, 0, False, True))
-    except BaseException:
-        await ctx.run_blocking(remove_tree, temp)
-        raise
     async with wallets.registry_lock:
         await ctx.run_blocking(place_and_register, config, plan, temp, ctx.forbid_cancel)
     log.info("restore job %s: %s -> %s (%d files)", ctx.job.id, plan.zip_path, plan.target, counts.files)
@@ -78,8 +73,8 @@ async def run_restore(plan: RestorePlan, ctx: JobContext) -> dict[str, Any]:
         "bytes_restored": counts.bytes,
         "files_decrypted": counts.decrypted,
         "files_left_encrypted": counts.left_encrypted,
-        "total_value": balance["total_value"],
-        "total_notes": balance["total_notes"],
+        "total_value": units_to_json(counts.units),  # counted from the bytes as they were written
+        "total_notes": counts.notes,
         "verified": True,
         "job_id": ctx.job.id,
     }
