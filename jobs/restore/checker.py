@@ -91,10 +91,13 @@ class BackupCheck:
         self.problems = 0
         self.files = self.folders = self.bytes_total = 0
         self.checked = 0  # entries read by `entries()`, the manifest included
+        self.position = 0  # where in the archive the data pass is (for progress in bytes)
         self.manifest_record: Record | None = None
         self.manifest: ManifestStream | None = None
         self.folder_paths: set[str] = set()  # every folder an entry lies in or is, without the final "/"
         self._bad: set[str] = set()  # names refused by the scan: their data is not read
+        self._buckets: list[array[int]] = []  # 64-bit name hashes, spread over 64 flat arrays
+        self._inline = False  # the directory's checks are made in the data pass (`check_all`)
 
     @property
     def manifest_found(self) -> bool:
@@ -111,8 +114,7 @@ class BackupCheck:
 
     def scan(self) -> bool:
         """Names, types, duplicates, collisions and totals from the directory; False if it is broken."""
-        buckets = [array("q") for _ in range(64)]
-        folders = self.folder_paths
+        buckets = self._buckets = [array("q") for _ in range(64)]
         seen = 0
         try:
             try:
@@ -126,34 +128,65 @@ class BackupCheck:
                             self.problem(name, "appears more than once", NAME)
                         self.manifest_record = record
                         continue
-                    problem = (None if _safe_fast(name) else entry_name_problem(name)) or (
-                        entry_type_problem(name, record.attr, record.flags) if record.attr >> 16 or record.flags & 1 else None
-                    )
-                    if problem is not None:
-                        self._bad.add(name)
-                        self.problem(name, problem, NAME)
-                        continue
-                    h = hash(name)
-                    buckets[h & 63].append(h)
-                    if name[-1] == "/":
-                        self.folders += 1
-                        folder = name[:-1]
-                    else:
-                        self.files += 1
-                        self.bytes_total += record.usize
-                        folder = name.rpartition("/")[0]
-                    while folder and folder not in folders:
-                        folders.add(folder)
-                        folder = folder.rpartition("/")[0]
+                    self._note(record, name, buckets)
             except ArchiveError as exc:
                 self.problem(exc.path, exc.problem, STRUCTURE)
                 return False
-            suspects = self._suspects(buckets)
-            if suspects:
-                self._name_clashes(suspects)
+            self._finish_scan()
         except CheckStopped:
             return False
         return True
+
+    def _note(self, record: Record, name: str, buckets: list[array[int]]) -> None:
+        """The directory's checks of one entry but the manifest; a refused name joins `_bad`."""
+        mode = record[7] >> 16 & 0o170000
+        problem = (None if _safe_fast(name) else entry_name_problem(name)) or (
+            None
+            if (mode == 0o100000 or mode == 0 or (mode == 0o040000 and name[-1] == "/")) and not record[1] & 1
+            else entry_type_problem(name, record[7], record[1])
+        )
+        if problem is not None:
+            self._bad.add(name)
+            self.problem(name, problem, NAME)
+            return
+        h = hash(name)
+        buckets[h & 63].append(h)
+        if name[-1] == "/":
+            self.folders += 1
+            folder = name[:-1]
+        else:
+            self.files += 1
+            self.bytes_total += record.usize
+            folder = name.rpartition("/")[0]
+        folders = self.folder_paths
+        while folder and folder not in folders:
+            folders.add(folder)
+            folder = folder.rpartition("/")[0]
+
+    def _finish_scan(self) -> None:
+        suspects = self._suspects(self._buckets)
+        if suspects:
+            self._name_clashes(suspects)
+
+    def check_all(self) -> Iterator[Entry]:
+        """Verify's one pass: every check of `scan()`, `read_manifest()` and `entries()`, with the
+        directory's checks made as the data comes (nothing is written, so nothing must wait for them).
+        Takes the two passes when the manifest is not the directory's last record."""
+        last = self.reader.last_record()
+        if last is None or _name(last) != MANIFEST_NAME:
+            if self.scan():
+                self.read_manifest()
+                yield from self.entries()
+            return
+        self.manifest_record = last
+        self._buckets = [array("q") for _ in range(64)]
+        self._inline = True
+        self.read_manifest()
+        try:
+            yield from self._entries()
+            self._finish_scan()
+        except CheckStopped:
+            return
 
     def _suspects(self, buckets: list[array[int]]) -> set[int]:
         """Hashes seen twice, or of a file named like a folder: confirmed or dismissed by name."""
@@ -230,14 +263,25 @@ class BackupCheck:
         stopped = self._cancel.is_set
         sha256 = hashlib.sha256
         report = self.problem
+        inline, note, buckets = self._inline, self._note, self._buckets
+        manifest_offset = self.manifest_record.offset if self.manifest_record is not None else -1
         try:
             for record, data, damage in self.reader.entries():
-                if stopped():
-                    raise JobCancelled()
                 self.checked += 1
-                if not self.checked & _YIELD_EVERY:
+                if not self.checked & _YIELD_EVERY:  # every 128 entries: a cancel, the GIL, the position
+                    if stopped():
+                        raise JobCancelled()
                     _yield_gil()
-                name = record.name.decode("utf-8", "replace") if record.flags & 0x800 else record.name.decode("cp437")
+                    self.position = record.offset
+                name_b, flags = record[0], record[1]
+                name = name_b.decode("utf-8", "replace") if flags & 0x800 else name_b.decode("cp437")
+                if inline:
+                    if name != MANIFEST_NAME:
+                        note(record, name, buckets)
+                    elif record.offset != manifest_offset:
+                        self._bad.add(name)
+                        report(name, "appears more than once", NAME)
+                        continue
                 if name == MANIFEST_NAME:
                     if damage is not None:
                         report(name, damage, DAMAGED)
@@ -251,7 +295,7 @@ class BackupCheck:
                 if listing is not None:
                     # This server's manifests list the entries in archive order, in a text the entry
                     # itself gives: compared as text, parsed only where it differs.
-                    if pending is None and index is None and damage is None:
+                    if pending is None and index is None and damage is None and name not in bad:
                         if name[-1] == "/":
                             if _plain(name) and manifest.take(f'{{"path":"{name}","type":"dir"}}'):  # type: ignore[union-attr]
                                 yield name, True, None, record.dos, 0

@@ -89,7 +89,7 @@ def extract_archive(
             log.error("restore: cannot create %s: %s", temp, exc)
             raise failure(500, f"Cannot create the wallet folder in {plan.location}: {exc.strerror}") from None
         with removed_on_failure(temp):
-            writer = _Writer(temp, root, key)
+            writer = _Writer(temp, root, key, cancel)
             try:
                 report(phase="restoring", span=(0, 95), done=0, total=check.files, bytes_done=0,
                        bytes_total=check.bytes_total, message=f"Restoring {root[:-1]} (0 of {check.files:,} files)")  # fmt: skip
@@ -139,8 +139,9 @@ class _Refuser:
 class _Writer:
     """Writes checked entries below a fresh folder, each file relative to its folder's descriptor."""
 
-    def __init__(self, temp: Path, root: str, key: bytes | None) -> None:
+    def __init__(self, temp: Path, root: str, key: bytes | None, cancel: threading.Event) -> None:
         self.temp = temp
+        self.cancel = cancel
         self.root_len = len(root)
         self.wallet = root[:-1]
         self.key = key
@@ -191,6 +192,8 @@ class _Writer:
                     self._write(fd, rel, data)
                 else:
                     for chunk in data:  # type: ignore[union-attr]
+                        if self.cancel.is_set():  # a big file stops between its chunks
+                            raise JobCancelled()
                         self._write(fd, rel, chunk)
                     data = None
                 if self.value_folder and is_bin:

@@ -87,10 +87,8 @@ def verify_archive(zip_path: Path, *, cancel: threading.Event, report: Report) -
     with reader:
         check = BackupCheck(reader, add, cancel)
         try:
-            if check.scan():
-                if check.read_manifest():
-                    body["wallet_name"] = check.root[:-1] if check.root else None
-                _read_all(check, cancel, report)
+            _read_all(check, cancel, report)
+            body["wallet_name"] = check.root[:-1] if check.root else None
         except CheckStopped:
             pass
         except OSError as exc:
@@ -104,18 +102,17 @@ def verify_archive(zip_path: Path, *, cancel: threading.Event, report: Report) -
 
 
 def _read_all(check: BackupCheck, cancel: threading.Event, report: Report) -> None:
-    total, bytes_total = check.files, check.bytes_total
-    report(phase="verifying", done=0, total=total, bytes_done=0, bytes_total=bytes_total,
-           message=f"Verifying (0 of {total:,} files)")  # fmt: skip
-    done = bytes_done = 0
-    for _, is_dir, data, _, size in check.entries():
-        if is_dir:
-            continue
-        if data is not None and type(data) is not bytes:
+    """Every entry through the checker in one pass; progress in entries of the end record's count."""
+    total = check.reader.count
+    report(phase="verifying", done=0, total=total, bytes_done=0, bytes_total=check.reader.cd_offset,
+           message=f"Verifying (0 of {total:,} entries)")  # fmt: skip
+    done = 0
+    for _, is_dir, data, _, _ in check.check_all():
+        if data is not None and not is_dir and type(data) is not bytes:
             for _ in data:
                 pass
-        done += 1
-        bytes_done += size
+        done = check.checked
         if not done % REPORT_EVERY:
-            report(done=done, bytes_done=bytes_done, message=f"Verifying ({done:,} of {total:,} files)")
-    report(done=done, bytes_done=bytes_done, message=f"Verified ({done:,} of {total:,} files)")
+            report(done=done, bytes_done=check.position, message=f"Verifying ({done:,} of {total:,} entries)")
+    report(done=check.checked, bytes_done=check.reader.cd_offset,
+           message=f"Verified ({check.checked:,} of {total:,} entries)")  # fmt: skip

@@ -201,6 +201,28 @@ class ZipReader:
         if seen != self.count:
             raise ArchiveError(f"central directory holds {seen} entries, its end record says {self.count}")
 
+    def last_record(self) -> Record | None:
+        """The directory's last record, read from its end (no walk); None when it cannot be told there.
+
+        A shortcut for finding an entry a writer puts last; `records()` checks the directory whole."""
+        end = self.cd_offset + self.cd_size
+        tail = _pread_exact(self.fd, min(self.cd_size, 1024), end - min(self.cd_size, 1024))
+        pos = tail.rfind(b"PK\x01\x02")
+        while pos >= 0:
+            if pos + 46 <= len(tail):
+                (_, _, _, flags, method, time, date, crc, csize, usize, nlen, xlen, clen,
+                 _, _, attr, off) = _CENTRAL.unpack_from(tail, pos)  # fmt: skip
+                if pos + 46 + nlen + xlen + clen == len(tail):
+                    name = tail[pos + 46 : pos + 46 + nlen]
+                    try:
+                        if _ONES32 in (usize, csize, off):
+                            usize, csize, off = _zip64_values(tail[pos + 46 + nlen : pos + 46 + nlen + xlen], usize, csize, off)
+                    except ArchiveError:
+                        return None
+                    return Record(name, flags, method, crc, csize, usize, off + self.shift, attr, (date << 16) | time)
+            pos = tail.rfind(b"PK\x01\x02", 0, pos)
+        return None
+
     def entries(self) -> Iterator[tuple[Record, bytes | Iterator[bytes] | None, str | None]]:
         """(record, data, problem) of every entry, in file order, from one sequential read.
 
