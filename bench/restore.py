@@ -229,6 +229,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "out",
                         help="wallets go to DIR/wallets, results to DIR/restore-results.json (default bench/out)")
     args = parser.parse_args(argv)
+    args.out = args.out.resolve()  # the API takes absolute paths only
     if args.runs < 3:
         parser.error("--runs must be at least 3")
     try:
