@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+from app.wallet.config import Config
 from jobs import rename
-from jobs.backup import backup
+from jobs.backup import backup, recovery
 from jobs.context import JobContext
 from jobs.models import Job, JobKind
 from jobs.restore import restore, verify
@@ -14,21 +16,29 @@ from jobs.services import Services
 from jobs.shape import JobSpec
 
 JOB_KINDS: tuple[JobSpec[Any], ...] = (
-    JobSpec(JobKind.BACKUP, backup.plan_backup, backup.BackupPlan.from_job, backup.run_backup, backup.cleanup_backup),
-    JobSpec(JobKind.RENAME, rename.plan_rename, rename.RenamePlan.from_job, rename.run_rename),
+    JobSpec(
+        JobKind.BACKUP, backup.plan_backup, backup.BackupPlan.from_job, backup.run_backup,
+        recovery.cleanup_backup, places=recovery.backup_places,
+    ),
+    JobSpec(
+        JobKind.RENAME, rename.plan_rename, rename.RenamePlan.from_job, rename.run_rename, rename.cleanup_rename,
+        follows_wallet=False,
+    ),
     JobSpec(
         JobKind.RESTORE, restore.plan_restore, restore.RestorePlan.from_job, restore.run_restore,
-        restore.cleanup_restore,
-    ),  # fmt: skip
+        restore.cleanup_restore, places=restore.restore_places,
+    ),
     JobSpec(JobKind.VERIFY, verify.plan_verify, verify.VerifyPlan.from_job, verify.run_verify),
-)
+)  # fmt: skip
 SPECS: dict[JobKind, JobSpec[Any]] = {spec.kind: spec for spec in JOB_KINDS}
 
 
 def register_kinds(runner: JobRunner, services: Services) -> None:
     """Register every kind of the table: its plan loaded from the job, then run; its cleanup."""
     for spec in JOB_KINDS:
-        runner.register(spec.kind, _job_function(spec), cleanup=_cleanup_function(spec, services))
+        runner.register(
+            spec.kind, _job_function(spec), cleanup=_cleanup_function(spec, services), follows_wallet=spec.follows_wallet
+        )
 
 
 def _job_function(spec: JobSpec[Any]) -> Any:
@@ -43,7 +53,17 @@ def _cleanup_function(spec: JobSpec[Any], services: Services) -> Any:
     if cleanup is None:
         return None
 
-    def settle(job: Job) -> None:
-        cleanup(services.config, job)
+    def settle(job: Job) -> dict[str, Any] | None:
+        return cleanup(services.config, job)
 
     return settle
+
+
+def temporary_places(config: Config) -> list[Path]:
+    """Every folder where a kind may leave a `.cloudcoin-*.tmp` name (each kind's `places`), once each."""
+    found: dict[Path, None] = {}
+    for spec in JOB_KINDS:
+        if spec.places is not None:
+            for place in spec.places(config):
+                found.setdefault(Path(place), None)
+    return list(found)

@@ -132,6 +132,8 @@ class Job:
     result: dict[str, Any] | None = None
     error: JobError | None = None
     idempotency_key: str | None = None
+    #: what the request with that key asked for (method, path, parameters), as a digest
+    idempotency_fingerprint: str | None = None
     cancellable: bool = True
     seq: int = 1
 
@@ -143,6 +145,7 @@ class Job:
         wallet_path: str,
         params: dict[str, Any],
         idempotency_key: str | None = None,
+        idempotency_fingerprint: str | None = None,
         cancellable: bool = True,
     ) -> Job:
         return cls(
@@ -151,6 +154,7 @@ class Job:
             wallet_path=wallet_path,
             params=dict(params),
             idempotency_key=idempotency_key,
+            idempotency_fingerprint=idempotency_fingerprint,
             cancellable=cancellable,
             message="Queued",
         )
@@ -188,6 +192,7 @@ class Job:
             value = getattr(self, name)
             record[name] = value.isoformat() if value is not None else None
         record["idempotency_key"] = self.idempotency_key
+        record["idempotency_fingerprint"] = self.idempotency_fingerprint
         record["cancellable"] = self.cancellable
         record["seq"] = self.seq
         return record
@@ -213,6 +218,7 @@ class Job:
             result=data.get("result"),
             error=data.get("error"),
             idempotency_key=data.get("idempotency_key"),
+            idempotency_fingerprint=data.get("idempotency_fingerprint"),
             cancellable=bool(data.get("cancellable", True)),
             seq=int(data.get("seq", 1)),
         )

@@ -16,7 +16,15 @@ import pytest
 
 from jobs.models import Job, JobCancelled, JobFailed, JobKind, JobStatus, utcnow
 from jobs.context import JobContext
-from jobs.errors import INTERRUPTED_MESSAGE, JobNotCancellable, JobNotFound, QueueFull, RunnerClosed
+from jobs.errors import (
+    INTERRUPTED_MESSAGE,
+    IdempotencyMismatch,
+    JobNotCancellable,
+    JobNotFound,
+    QueueFull,
+    RunnerClosed,
+    StoreUnavailable,
+)
 from jobs.runner import JobRunner
 from jobs.store import JobStore
 
@@ -569,12 +577,22 @@ async def test_same_idempotency_key_returns_the_same_job(make_runner: MakeRunner
     first = await runner.submit(JobKind.BACKUP, wallet_path="/w/A", params={"name": "a"}, idempotency_key="k1")
     again = await runner.submit(JobKind.BACKUP, wallet_path="/w/A", params={"name": "a"}, idempotency_key="k1")
     assert again is first
-    other_kind = await runner.submit(JobKind.VERIFY, wallet_path="/w/A", params={"name": "a"}, idempotency_key="k1")
     other_key = await runner.submit(JobKind.BACKUP, wallet_path="/w/A", params={"name": "a"}, idempotency_key="k2")
-    assert len({first.id, other_kind.id, other_key.id}) == 3
+    assert other_key.id != first.id
+    # The same key for another request (kind, wallet or parameters) is refused and makes no job.
+    for kind, wallet, params in (
+        (JobKind.VERIFY, "/w/A", {"name": "a"}),
+        (JobKind.BACKUP, "/w/B", {"name": "a"}),
+        (JobKind.BACKUP, "/w/A", {}),
+    ):
+        with pytest.raises(IdempotencyMismatch):
+            await runner.submit(kind, wallet_path=wallet, params=params, idempotency_key="k1")
+    assert len(runner.list()) == 2
     await runner.wait(first.id, 2)
     # After it finished, still the same job (a retry must not back up twice) ...
-    assert await runner.submit(JobKind.BACKUP, wallet_path="/w/A", params={}, idempotency_key="k1") is first
+    assert await runner.submit(JobKind.BACKUP, wallet_path="/w/A", params={"name": "a"}, idempotency_key="k1") is first
+    with pytest.raises(IdempotencyMismatch):
+        await runner.submit(JobKind.BACKUP, wallet_path="/w/A", params={}, idempotency_key="k1")
     # ... but not after 24 hours.
     first.created_at -= timedelta(hours=25)
     fresh = await runner.submit(JobKind.BACKUP, wallet_path="/w/A", params={"name": "b"}, idempotency_key="k1")
@@ -587,7 +605,9 @@ async def test_idempotency_key_survives_a_restart(make_runner: MakeRunner, tmp_p
     await runner.wait(first.id, 2)
     await runner.close()
     again = await make_runner(directory=tmp_path / "j")
-    assert (await again.submit(JobKind.BACKUP, wallet_path="/w/A", params={}, idempotency_key="k")).id == first.id
+    assert (await again.submit(JobKind.BACKUP, wallet_path="/w/A", params={"name": "a"}, idempotency_key="k")).id == first.id
+    with pytest.raises(IdempotencyMismatch):
+        await again.submit(JobKind.BACKUP, wallet_path="/w/A", params={"name": "b"}, idempotency_key="k")
 
 
 async def test_move_wallet_retargets_queued_jobs_and_their_lane(make_runner: MakeRunner, script: Script) -> None:

@@ -16,8 +16,8 @@ One run, all of it blocking work on the app's thread pool (`write_backup`):
    temporary name is removed and the directory fsynced.
 
 A cancel (checked between files) or any failure removes the temporary file; nothing else is ever
-left behind. After a crash `remove_temporary_files` (the runner's cleanup hook) deletes the
-half-written archive.
+left behind. After a crash `recovery.cleanup_backup` (the runner's cleanup hook) tells a finished
+archive from a half-written one, which `remove_temporary_files` deletes.
 
 Before any of this, `plan_backup` runs the endpoint's checks in api.md's order (jobs/backup/checks.py).
 """
@@ -118,11 +118,6 @@ async def run_backup(plan: BackupPlan, ctx: JobContext) -> dict[str, Any]:
     await ctx.run_blocking(_remember_place, config, result["destination"])
     result["duration_ms"] = round((time.monotonic() - started) * 1000)
     return result
-
-
-def cleanup_backup(config: Config, job: Job) -> None:
-    """The restart cleanup (the half-written archive); the backup keeps nothing in Client_Data."""
-    remove_temporary_files(job)
 
 
 def remove_temporary_files(job: Job) -> None:
