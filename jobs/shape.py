@@ -21,8 +21,8 @@ route row whose handler hands the request's parameters to `plan`.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from pathlib import Path
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Generic, Protocol, TypeVar
 
 from app.wallet.config import Config

@@ -7,6 +7,7 @@ not stay on disk because of that. So at start every such name directly inside th
 removed, whatever the store says, except those of a job that is running. Each removal is logged.
 The places come from the job kinds' table (`jobs.kinds.temporary_places`), so a new kind adds its own.
 """
+
 from __future__ import annotations
 
 import logging

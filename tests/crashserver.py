@@ -4,6 +4,7 @@ The prelude patches the server from inside, e.g. to SIGKILL itself at an exact s
 job store's writes, which is how a test makes a crash land where it wants, on any machine. The
 server is then started again without it, as a user would after the crash.
 """
+
 from __future__ import annotations
 
 import json
@@ -94,7 +95,9 @@ class CrashServer:
         data = None if body is None else json.dumps(body).encode()
         all_headers = {"Content-Type": "application/json"} if data else {}
         all_headers.update(headers or {})
-        request = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}", data=data, method=method, headers=all_headers)
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{self.port}{path}", data=data, method=method, headers=all_headers
+        )
         try:
             with urllib.request.urlopen(request, timeout=timeout) as response:
                 return response.status, json.loads(response.read())

@@ -3,6 +3,7 @@
 Each test patches the server from inside (tests/crashserver.py) so that the kill lands where it must,
 restarts it without the patch, and checks what the job says against what is on disk.
 """
+
 from __future__ import annotations
 
 import os

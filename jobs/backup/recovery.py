@@ -13,6 +13,7 @@ name before the temporary name goes. So after a crash:
 
 A completed one is remembered in BackupPlaces.txt as a finished backup would have been.
 """
+
 from __future__ import annotations
 
 import json
