@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import logging.handlers
+import os
 import sys
 
 from aiohttp import web
@@ -11,9 +12,26 @@ from app.wallet.config import Config, load_config
 from app.main import create_app
 
 
+class PrivateLogFile(logging.handlers.RotatingFileHandler):
+    """The rotating log, each file 0600 (paths and job ids are the user's business), whatever the umask."""
+
+    def _open(self):  # type: ignore[no-untyped-def]
+        stream = open(  # noqa: SIM115 - the handler owns and closes it
+            self.baseFilename, self.mode, encoding=self.encoding, errors=self.errors, opener=_private_opener
+        )
+        os.fchmod(stream.fileno(), 0o600)  # a file an older version made 0644
+        return stream
+
+
+def _private_opener(path: str, flags: int) -> int:
+    return os.open(path, flags, 0o600)
+
+
 def setup_logging(config: Config) -> None:
+    # Client_Data first, 0700: made as a parent of logs/ it would get the umask's 0755.
+    config.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     config.logs_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    file_handler = logging.handlers.RotatingFileHandler(
+    file_handler = PrivateLogFile(
         config.logs_dir / "server.log", maxBytes=5 * 1024 * 1024, backupCount=3, encoding="utf-8"
     )
     logging.basicConfig(

@@ -273,6 +273,7 @@ class JobStore:
     def _connect(self) -> sqlite3.Connection:
         if self._db is None:
             self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+            _make_private(self.path)
             db = sqlite3.connect(self.path, check_same_thread=False)
             try:
                 db.execute("PRAGMA journal_mode=WAL")
@@ -283,6 +284,21 @@ class JobStore:
                 raise
             self._db = db
         return self._db
+
+
+def _make_private(path: Path) -> None:
+    """The database file exists and is 0600 before SQLite opens it; SQLite gives its -wal and -shm
+    files the database's mode. (Created by SQLite itself it would get the umask's 0644.)"""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
+    for suffix in ("-wal", "-shm"):
+        try:
+            os.chmod(path.with_name(path.name + suffix), 0o600)
+        except FileNotFoundError:
+            pass
 
 
 def _resolve(waiters: list[asyncio.Future[None]], error: Exception | None) -> None:

@@ -58,6 +58,8 @@ from jobs.zip.writer import verify_zip
 
 log = logging.getLogger(__name__)
 
+#: a write failed because the destination has no room: a full disk, a quota, a file-size limit
+DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 #: BackupPlaces.txt keeps this many destinations (storage.md)
 MAX_BACKUP_PLACES = 10
 
@@ -190,7 +192,29 @@ def write_backup(plan: BackupRun, *, cancel: threading.Event, report: Report) ->
         check_destination_place(destination, wallet)
     except ApiError as error:
         raise JobFailed.from_error(error) from None
-    make_destination(destination)
+    created = make_destination(destination)
+    try:
+        return _archive_into(plan, wallet, destination, cancel=cancel, report=report)
+    except JobFailed:
+        if created:
+            _remove_created(destination, plan.job_id)
+        raise
+
+
+def _remove_created(destination: Path, job_id: str) -> None:
+    """A failed backup leaves nothing, not even the folder it created (when it is empty, as it then is)."""
+    try:
+        os.rmdir(destination)
+        fsync_dir(destination.parent)
+    except OSError as exc:
+        log.warning("backup job %s: cannot remove the folder it created, %s: %s", job_id, destination, exc)
+        return
+    log.info("backup job %s: removed the folder it created, %s", job_id, destination)
+
+
+def _archive_into(
+    plan: BackupRun, wallet: Path, destination: Path, *, cancel: threading.Event, report: Report
+) -> dict[str, Any]:
     if cancel.is_set():
         raise JobCancelled()
     total = count_entries(wallet, cancel)
@@ -221,7 +245,13 @@ def write_backup(plan: BackupRun, *, cancel: threading.Event, report: Report) ->
     except (JobCancelled, JobFailed):
         raise
     except (OSError, ValueError) as exc:
-        log.error("backup job %s of %s failed: %s", plan.job_id, wallet, exc, exc_info=True)
+        if isinstance(exc, OSError) and exc.errno in DISK_FULL:
+            log.error(
+                "backup job %s of %s failed: the destination %s is full (%s)", plan.job_id, wallet, destination,
+                exc.strerror,
+            )  # fmt: skip
+        else:
+            log.error("backup job %s of %s failed: %s", plan.job_id, wallet, exc, exc_info=True)
         raise JobFailed.from_error(ZIP_FAILED) from None
     finally:
         os.close(fd)
