@@ -257,3 +257,10 @@ async def test_idempotency_key_mismatch_survives_a_restart(make_client: Any, dat
     response = await client.get("/api/wallets/rename", params={"wallet_path": "A", "new_name": "A1"}, headers=key)
     assert response.status == 202 and (await response.json())["job_id"] == job_id
     assert "A2" not in (data_dir / "wallet-locations.csv").read_text()
+
+
+async def test_openapi_describes_the_idempotency_key_and_its_422(client: TestClient) -> None:
+    document = await (await client.get("/api/openapi.json")).json()
+    operation = document["paths"]["/api/wallets/rename"]["get"]
+    assert {"422", "503", "202"} <= set(operation["responses"])
+    assert "Idempotency-Key" in operation["responses"]["422"]["description"]

@@ -106,6 +106,16 @@ def _operation(route: Any, method: str) -> dict[str, Any]:
             "description": "Job accepted (Prefer: respond-async or async=true)",
             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Accepted"}}},
         }
+        error = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+        operation["responses"]["422"] = {
+            "description": "The request's Idempotency-Key header was used before for another method, path or "
+            "parameters (no job made); the same request again within 24 h gets the same job",
+            "content": error,
+        }
+        operation["responses"]["503"] = {
+            "description": "Too many jobs queued, shutting down, or the job store cannot be written (no job made)",
+            "content": error,
+        }
     if route.path.endswith("/events"):
         operation["responses"]["200"] = {
             "description": "Server-Sent Events: the job's state, then each change, ending with its final status",
