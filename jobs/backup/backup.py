@@ -21,6 +21,7 @@ half-written archive.
 
 Before any of this, `plan_backup` runs the endpoint's checks in api.md's order (jobs/backup/checks.py).
 """
+
 from __future__ import annotations
 
 import errno
@@ -32,11 +33,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from app.wallet.coinfolders import is_wallet_folder
 from app.wallet.config import Config
 from app.wallet.errors import ApiError, WalletNotFound
 from app.wallet.paths import canonical
 from app.wallet.storage import atomic_write_bytes, fsync_dir
-from app.wallet.coinfolders import is_wallet_folder
 from jobs.backup.archive import Archiver, Report, count_entries
 from jobs.backup.checks import (
     MISSING_DESTINATION,

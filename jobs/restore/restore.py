@@ -7,6 +7,7 @@ under the registry lock (`place_and_register`). A refusal, failure or cancel rem
 folder; after a crash `cleanup_restore` does. The verify job (`verify`) shares the archive checks
 (`archive_checks`).
 """
+
 from __future__ import annotations
 
 import logging

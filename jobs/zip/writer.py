@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from itertools import chain
 from typing import BinaryIO
 
+from jobs.zip.readback import ZipFormatError, ZipProblem, iter_zip_entries, verify_zip
 from jobs.zip.records import (
     _CENTRAL,
     _CENTRAL_HEAD,
@@ -64,7 +65,6 @@ from jobs.zip.records import (
     _ZIP64_EXTRA_ID,
     _pack_central_var,
 )
-from jobs.zip.readback import ZipFormatError, ZipProblem, iter_zip_entries, verify_zip
 
 __all__ = [
     "EntryResult",
@@ -74,6 +74,7 @@ __all__ = [
     "iter_zip_entries",
     "verify_zip",
 ]
+
 
 @dataclass(frozen=True, slots=True)
 class EntryResult:
@@ -87,9 +88,9 @@ class EntryResult:
 # A frozen dataclass's __init__ goes through object.__setattr__ per field, which costs a
 # backup of 100,000 coins about 50 ms; the writer fills the slots directly instead.
 _new_object = object.__new__
-_set_crc = EntryResult.crc.__set__  # type: ignore[attr-defined]
-_set_size = EntryResult.size.__set__  # type: ignore[attr-defined]
-_set_csize = EntryResult.compressed_size.__set__  # type: ignore[attr-defined]
+_set_crc = EntryResult.__dict__["crc"].__set__
+_set_size = EntryResult.__dict__["size"].__set__
+_set_csize = EntryResult.__dict__["compressed_size"].__set__
 
 
 def _entry_result(crc: int, size: int, compressed_size: int) -> EntryResult:
@@ -304,9 +305,7 @@ class ZipWriter:
         finally:
             os.close(fd)
 
-    def add_stream(
-        self, arcname: str, chunks: Iterable[bytes], *, compress: bool, mtime: float
-    ) -> EntryResult:
+    def add_stream(self, arcname: str, chunks: Iterable[bytes], *, compress: bool, mtime: float) -> EntryResult:
         """Add content of unknown length.
 
         Up to 1 MiB is gathered in memory and written like `add_bytes`; longer content is streamed
@@ -374,9 +373,7 @@ class ZipWriter:
         tail = bytearray()
         if zip64:
             end64_offset = self._offset
-            tail += _END64.pack(
-                _SIG_END64, 44, _MADE_BY_ZIP64, _VERSION_ZIP64, 0, 0, count, count, cd_size, cd_offset
-            )
+            tail += _END64.pack(_SIG_END64, 44, _MADE_BY_ZIP64, _VERSION_ZIP64, 0, 0, count, count, cd_size, cd_offset)
             tail += _LOCATOR64.pack(_SIG_LOCATOR64, 0, end64_offset, 1)
         # Past a limit the classic field holds the all-ones marker that sends readers to ZIP64.
         count16 = count if count < self._ZIP64_COUNT_LIMIT else 0xFFFF
@@ -562,9 +559,7 @@ class ZipWriter:
                 csize += len(rest)
             limit = self._limit
             if not zip64 and (usize >= limit or csize >= limit):
-                raise ValueError(
-                    f"entry {name.decode()!r} grew past 4 GiB after its header was written"
-                )
+                raise ValueError(f"entry {name.decode()!r} grew past 4 GiB after its header was written")
             end = off + len(head) + csize
             if zip64:
                 out.seek(off + 14)
