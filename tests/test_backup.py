@@ -23,7 +23,7 @@ from app.wallet import coins
 from jobs.backup import archive as backup_archive
 from jobs.backup import backup as backup_job
 from jobs.backup.checks import TEMP_PREFIX
-from jobs.zip.writer import ZipProblem
+from jobs.zip.readback import ZipProblem
 from tests.conftest import coin_bytes, write_coins
 
 MISSING = {"status": "error", "error": "Missing required parameter: destination", "error_code": 1}

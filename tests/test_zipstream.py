@@ -17,14 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from jobs.zip.writer import (
-    EntryResult,
-    ZipFormatError,
-    ZipProblem,
-    ZipWriter,
-    iter_zip_entries,
-    verify_zip,
-)
+from jobs.zip.readback import ZipFormatError, ZipProblem, iter_zip_entries, verify_zip
+from jobs.zip.writer import EntryResult, ZipWriter
 
 COMMENT = b"CloudCoin wallet backup: Wallet, 2025-03-14"
 MTIME = time.mktime((2025, 3, 14, 15, 9, 26, 0, 0, -1))

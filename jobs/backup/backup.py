@@ -55,7 +55,7 @@ from jobs.context import JobContext, JobView
 from jobs.models import Job, JobCancelled, JobFailed
 from jobs.services import Services
 from jobs.shape import Params
-from jobs.zip.writer import verify_zip
+from jobs.zip.readback import verify_zip
 
 log = logging.getLogger(__name__)
 

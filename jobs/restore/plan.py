@@ -20,7 +20,7 @@ from jobs.context import JobView
 from jobs.models import JobFailed
 from jobs.restore.archive_checks import entry_name_problem
 from jobs.shape import Params
-from jobs.zip.writer import ZipFormatError, iter_zip_entries
+from jobs.zip.readback import ZipFormatError, iter_zip_entries
 
 #: problems listed in a restore refusal; the first ones say enough
 MAX_REFUSAL_PROBLEMS = 20

@@ -31,7 +31,7 @@ from jobs.restore.archive_checks import (
 from jobs.restore.plan import required_zip_path, resolve_zip_path
 from jobs.services import Services
 from jobs.shape import Params
-from jobs.zip.writer import verify_zip
+from jobs.zip.readback import verify_zip
 
 VERIFY_COMMAND = "backup-verify"
 #: problems listed in a verify answer; the first ones say enough

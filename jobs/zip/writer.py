@@ -1,4 +1,4 @@
-"""A lean streaming ZIP writer: no per-entry objects, central directory spooled to disk (reading back: zipread).
+"""A lean streaming ZIP writer: no per-entry objects, central directory spooled to disk (reading back: readback).
 
 Why not `zipfile`: it keeps a `ZipInfo` per entry, and on a 100,000-coin wallet those objects cost
 about three times the run time and stall the event loop with garbage-collector passes (quality.md).
@@ -7,8 +7,7 @@ to a nameless temporary file, so memory stays flat whatever the entry count.
 
 Errors: `ZipWriter` raises `OSError` for I/O (opening, reading, writing) and `ValueError` for a name
 or size it cannot represent; a failed `add_file`/`add_stream` leaves the archive as it was before
-the call. `verify_zip` turns every defect of the archive into a `ZipProblem` and raises only
-`OSError` when the archive cannot be opened. `iter_zip_entries` raises `ZipFormatError`.
+the call. Reading an archive back (`verify_zip`, `iter_zip_entries`) is `jobs.zip.readback`'s.
 """
 
 from __future__ import annotations
@@ -24,7 +23,6 @@ from dataclasses import dataclass
 from itertools import chain
 from typing import BinaryIO
 
-from jobs.zip.readback import ZipFormatError, ZipProblem, iter_zip_entries, verify_zip
 from jobs.zip.records import (
     _CENTRAL,
     _CENTRAL_HEAD,
@@ -65,15 +63,6 @@ from jobs.zip.records import (
     _ZIP64_EXTRA_ID,
     _pack_central_var,
 )
-
-__all__ = [
-    "EntryResult",
-    "ZipFormatError",
-    "ZipProblem",
-    "ZipWriter",
-    "iter_zip_entries",
-    "verify_zip",
-]
 
 
 @dataclass(frozen=True, slots=True)
