@@ -13,17 +13,35 @@ from jobs.runner import CleanupFunc, JobFunc, JobRunner
 from jobs.services import Services
 from jobs.shape import JobSpec
 
+#: Every kind: its plan (the request's checks), how the plan comes back from a stored job, the run,
+#: and the cleanup of a run a crash cut short.
 JOB_KINDS: tuple[JobSpec[Any], ...] = (
-    JobSpec(JobKind.BACKUP, backup.plan_backup, backup.BackupPlan.from_job, backup.run_backup, backup.cleanup_backup),
-    JobSpec(JobKind.RENAME, rename.plan_rename, rename.RenamePlan.from_job, rename.run_rename),
+    JobSpec(
+        JobKind.BACKUP,
+        plan=backup.plan_backup,
+        load=backup.BackupPlan.from_job,
+        run=backup.run_backup,
+        cleanup=backup.cleanup_backup,
+    ),
+    JobSpec(
+        JobKind.RENAME,
+        plan=rename.plan_rename,
+        load=rename.RenamePlan.from_job,
+        run=rename.run_rename,
+    ),
     JobSpec(
         JobKind.RESTORE,
-        restore.plan_restore,
-        restore.RestorePlan.from_job,
-        restore.run_restore,
-        restore.cleanup_restore,
-    ),  # fmt: skip
-    JobSpec(JobKind.VERIFY, verify.plan_verify, verify.VerifyPlan.from_job, verify.run_verify),
+        plan=restore.plan_restore,
+        load=restore.RestorePlan.from_job,
+        run=restore.run_restore,
+        cleanup=restore.cleanup_restore,
+    ),
+    JobSpec(
+        JobKind.VERIFY,
+        plan=verify.plan_verify,
+        load=verify.VerifyPlan.from_job,
+        run=verify.run_verify,
+    ),
 )
 SPECS: dict[JobKind, JobSpec[Any]] = {spec.kind: spec for spec in JOB_KINDS}
 
