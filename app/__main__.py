@@ -1,6 +1,8 @@
 """python -m app: parse flags, load the configuration, set up logging, serve until SIGINT/SIGTERM."""
+
 from __future__ import annotations
 
+import io
 import logging
 import logging.handlers
 import os
@@ -8,23 +10,18 @@ import sys
 
 from aiohttp import web
 
-from app.wallet.config import Config, load_config
 from app.main import create_app
+from app.wallet.config import Config, load_config
 
 
 class PrivateLogFile(logging.handlers.RotatingFileHandler):
     """The rotating log, each file 0600 (paths and job ids are the user's business), whatever the umask."""
 
-    def _open(self):  # type: ignore[no-untyped-def]
-        stream = open(  # noqa: SIM115 - the handler owns and closes it
-            self.baseFilename, self.mode, encoding=self.encoding, errors=self.errors, opener=_private_opener
-        )
-        os.fchmod(stream.fileno(), 0o600)  # a file an older version made 0644
-        return stream
-
-
-def _private_opener(path: str, flags: int) -> int:
-    return os.open(path, flags, 0o600)
+    def _open(self) -> io.TextIOWrapper:
+        # Always appending: with maxBytes set the handler never opens its file any other way.
+        fd = os.open(self.baseFilename, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+        os.fchmod(fd, 0o600)  # a file an older version made 0644
+        return open(fd, "a", encoding=self.encoding, errors=self.errors)
 
 
 def setup_logging(config: Config) -> None:

@@ -11,25 +11,45 @@ from jobs.backup import backup, recovery
 from jobs.context import JobContext
 from jobs.models import Job, JobKind
 from jobs.restore import restore, verify
-from jobs.runner import JobRunner
+from jobs.runner import CleanupFunc, JobFunc, JobRunner
 from jobs.services import Services
 from jobs.shape import JobSpec
 
+#: Every kind: its plan (the request's checks), how the plan comes back from a stored job, the run,
+#: the cleanup that settles a run a crash cut short, where its temporary names may lie, and whether
+#: its queued jobs follow a renamed wallet.
 JOB_KINDS: tuple[JobSpec[Any], ...] = (
     JobSpec(
-        JobKind.BACKUP, backup.plan_backup, backup.BackupPlan.from_job, backup.run_backup,
-        recovery.cleanup_backup, places=recovery.backup_places,
+        JobKind.BACKUP,
+        plan=backup.plan_backup,
+        load=backup.BackupPlan.from_job,
+        run=backup.run_backup,
+        cleanup=recovery.cleanup_backup,
+        places=recovery.backup_places,
     ),
     JobSpec(
-        JobKind.RENAME, rename.plan_rename, rename.RenamePlan.from_job, rename.run_rename, rename.cleanup_rename,
+        JobKind.RENAME,
+        plan=rename.plan_rename,
+        load=rename.RenamePlan.from_job,
+        run=rename.run_rename,
+        cleanup=rename.cleanup_rename,
         follows_wallet=False,
     ),
     JobSpec(
-        JobKind.RESTORE, restore.plan_restore, restore.RestorePlan.from_job, restore.run_restore,
-        restore.cleanup_restore, places=restore.restore_places,
+        JobKind.RESTORE,
+        plan=restore.plan_restore,
+        load=restore.RestorePlan.from_job,
+        run=restore.run_restore,
+        cleanup=restore.cleanup_restore,
+        places=restore.restore_places,
     ),
-    JobSpec(JobKind.VERIFY, verify.plan_verify, verify.VerifyPlan.from_job, verify.run_verify),
-)  # fmt: skip
+    JobSpec(
+        JobKind.VERIFY,
+        plan=verify.plan_verify,
+        load=verify.VerifyPlan.from_job,
+        run=verify.run_verify,
+    ),
+)
 SPECS: dict[JobKind, JobSpec[Any]] = {spec.kind: spec for spec in JOB_KINDS}
 
 
@@ -37,18 +57,21 @@ def register_kinds(runner: JobRunner, services: Services) -> None:
     """Register every kind of the table: its plan loaded from the job, then run; its cleanup."""
     for spec in JOB_KINDS:
         runner.register(
-            spec.kind, _job_function(spec), cleanup=_cleanup_function(spec, services), follows_wallet=spec.follows_wallet
+            spec.kind,
+            _job_function(spec),
+            cleanup=_cleanup_function(spec, services),
+            follows_wallet=spec.follows_wallet,
         )
 
 
-def _job_function(spec: JobSpec[Any]) -> Any:
+def _job_function(spec: JobSpec[Any]) -> JobFunc:
     async def run(context: JobContext) -> dict[str, Any]:
         return await spec.run(spec.load(context.job), context)
 
     return run
 
 
-def _cleanup_function(spec: JobSpec[Any], services: Services) -> Any:
+def _cleanup_function(spec: JobSpec[Any], services: Services) -> CleanupFunc | None:
     cleanup = spec.cleanup
     if cleanup is None:
         return None

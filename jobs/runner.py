@@ -138,9 +138,7 @@ class JobRunner:
             if not job.status.finished:
                 await self._settle_interrupted(job)
             self._remember(job)
-        self._workers = [
-            asyncio.create_task(self._work(), name=f"job-worker-{n}") for n in range(self._n_workers)
-        ]
+        self._workers = [asyncio.create_task(self._work(), name=f"job-worker-{n}") for n in range(self._n_workers)]
 
     async def _settle_interrupted(self, job: Job) -> None:
         log.warning("job %s (%s) on %s was interrupted by a restart", job.id, job.kind, job.wallet_path)
@@ -518,7 +516,7 @@ class JobRunner:
             job.message = _message_of(result, "Completed")
         elif status is JobStatus.FAILED:
             job.error = error
-            job.message = _message_of((error or {}).get("body"), "Failed")
+            job.message = _message_of(error["body"] if error else None, "Failed")
         else:
             job.message = "Cancelled"
         self._publish(job, persist=persist)

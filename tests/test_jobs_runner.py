@@ -14,7 +14,6 @@ from typing import Any
 
 import pytest
 
-from jobs.models import Job, JobCancelled, JobFailed, JobKind, JobStatus, utcnow
 from jobs.context import JobContext
 from jobs.errors import (
     INTERRUPTED_MESSAGE,
@@ -25,6 +24,7 @@ from jobs.errors import (
     RunnerClosed,
     StoreUnavailable,
 )
+from jobs.models import Job, JobCancelled, JobFailed, JobKind, JobStatus, utcnow
 from jobs.runner import JobRunner
 from jobs.store import JobStore
 
@@ -103,7 +103,9 @@ async def make_runner(tmp_path: Path, executor: ThreadPoolExecutor, script: Scri
         await runner.close(timeout=2)
 
 
-async def submit(runner: JobRunner, name: str, wallet: str = "/w/A", kind: JobKind = JobKind.BACKUP, **params: Any) -> Job:
+async def submit(
+    runner: JobRunner, name: str, wallet: str = "/w/A", kind: JobKind = JobKind.BACKUP, **params: Any
+) -> Job:
     return await runner.submit(kind, wallet_path=wallet, params={"name": name, **params})
 
 
@@ -126,7 +128,9 @@ async def collect_stream(stream: AsyncIterator[Job | None]) -> list[Job]:
 # -- lifecycle -------------------------------------------------------------------------------
 
 
-async def test_job_goes_queued_running_completed_and_never_changes_after(make_runner: MakeRunner, script: Script) -> None:
+async def test_job_goes_queued_running_completed_and_never_changes_after(
+    make_runner: MakeRunner, script: Script
+) -> None:
     runner = await make_runner()
     script.gate("a")
     job = await submit(runner, "a")
@@ -310,7 +314,9 @@ async def test_job_failed_keeps_its_http_status_and_body(make_runner: MakeRunner
     assert done.to_json()["error"] == {"http_status": 400, "body": body}
 
 
-async def test_unexpected_exception_is_a_500_and_is_logged(make_runner: MakeRunner, caplog: pytest.LogCaptureFixture) -> None:
+async def test_unexpected_exception_is_a_500_and_is_logged(
+    make_runner: MakeRunner, caplog: pytest.LogCaptureFixture
+) -> None:
     async def broken(ctx: JobContext) -> dict[str, Any]:
         await ctx.run_blocking(lambda: 1 / 0)
         return {}
@@ -362,7 +368,9 @@ async def test_cancelled_queued_job_never_runs(make_runner: MakeRunner, script: 
     assert second.status is JobStatus.CANCELLED and second.started_at is None
 
 
-async def test_cancel_of_running_job_stops_it_in_its_thread_and_it_cleans_up(make_runner: MakeRunner, tmp_path: Path) -> None:
+async def test_cancel_of_running_job_stops_it_in_its_thread_and_it_cleans_up(
+    make_runner: MakeRunner, tmp_path: Path
+) -> None:
     partial = tmp_path / "backup.zip.part"
     in_thread = threading.Event()
 
@@ -464,7 +472,9 @@ async def test_running_job_of_an_uncancellable_kind_is_not_cancellable(make_runn
 # -- waiting and events ----------------------------------------------------------------------
 
 
-async def test_wait_returns_the_unfinished_job_when_the_timeout_elapses(make_runner: MakeRunner, script: Script) -> None:
+async def test_wait_returns_the_unfinished_job_when_the_timeout_elapses(
+    make_runner: MakeRunner, script: Script
+) -> None:
     runner = await make_runner()
     script.gate("slow")
     job = await submit(runner, "slow")
@@ -502,7 +512,9 @@ async def test_a_cancelled_waiter_does_not_cancel_the_job(make_runner: MakeRunne
     assert (await waiters[1]).status is JobStatus.COMPLETED
 
 
-async def test_events_send_current_state_then_changes_then_the_final_one(make_runner: MakeRunner, script: Script) -> None:
+async def test_events_send_current_state_then_changes_then_the_final_one(
+    make_runner: MakeRunner, script: Script
+) -> None:
     runner = await make_runner()
     script.gate("a")
     job = await submit(runner, "a")
@@ -605,7 +617,9 @@ async def test_idempotency_key_survives_a_restart(make_runner: MakeRunner, tmp_p
     await runner.wait(first.id, 2)
     await runner.close()
     again = await make_runner(directory=tmp_path / "j")
-    assert (await again.submit(JobKind.BACKUP, wallet_path="/w/A", params={"name": "a"}, idempotency_key="k")).id == first.id
+    assert (
+        await again.submit(JobKind.BACKUP, wallet_path="/w/A", params={"name": "a"}, idempotency_key="k")
+    ).id == first.id
     with pytest.raises(IdempotencyMismatch):
         await again.submit(JobKind.BACKUP, wallet_path="/w/A", params={"name": "b"}, idempotency_key="k")
 
@@ -669,7 +683,9 @@ async def test_list_is_newest_first_with_filters_and_limit(make_runner: MakeRunn
 # -- restart ---------------------------------------------------------------------------------
 
 
-async def test_restart_fails_interrupted_jobs_and_runs_their_cleanup(make_runner: MakeRunner, tmp_path: Path, executor: ThreadPoolExecutor) -> None:
+async def test_restart_fails_interrupted_jobs_and_runs_their_cleanup(
+    make_runner: MakeRunner, tmp_path: Path, executor: ThreadPoolExecutor
+) -> None:
     directory = tmp_path / "jobs"
     queued = Job.new(JobKind.BACKUP, wallet_path="/w/A", params={"destination": "/b"})
     running = Job.new(JobKind.RESTORE, wallet_path="/w/R", params={})
@@ -901,7 +917,11 @@ async def test_restart_completes_a_job_whose_cleanup_found_its_work_finished(
     await store.close()
 
     def cleanup(job: Job) -> dict[str, Any] | None:
-        return {"success": True, "message": "Wallet backup created successfully", "recovered": True} if job.id == done.id else None
+        return (
+            {"success": True, "message": "Wallet backup created successfully", "recovered": True}
+            if job.id == done.id
+            else None
+        )
 
     runner = await make_runner(directory=directory, cleanups={JobKind.BACKUP: cleanup})
     completed = runner.get(done.id)
