@@ -67,6 +67,32 @@ def test_a_202_job_is_known_after_a_kill_although_the_store_writes_slowly(server
     assert job["status"] in ("failed", "completed")
 
 
+def test_a_job_store_on_a_full_disk_refuses_new_jobs_and_loses_none_it_accepted(
+    server: CrashServer, tmp_path: Path
+) -> None:
+    make_wallet(server.data_dir / "Wallets" / "Default", 3)
+    # RLIMIT_FSIZE: a write past 60 kB fails as on a full disk; the store's WAL reaches it within a few jobs.
+    server.start("import resource\nresource.setrlimit(resource.RLIMIT_FSIZE, (60_000, 60_000))")
+    accepted: list[str] = []
+    for n in range(60):
+        destination = tmp_path / f"d{n}"
+        status, body = server.request("POST", "/api/wallets/backup", {"destination": str(destination)}, headers=ASYNC)
+        if status != 202:
+            break
+        accepted.append(body["job_id"])
+    assert status == 503, "the store never filled up"
+    assert set(body) == {"success", "error", "code"} and body["success"] is False and body["code"] == 503
+    assert body["error"].startswith("The job could not be saved (") and body["error"].endswith("); nothing was started")
+    time.sleep(0.3)
+    assert not destination.exists()  # the refused job never ran
+    server.kill()
+
+    server.start()
+    for job_id in accepted:
+        assert server.request("GET", f"/api/jobs/{job_id}")[0] == 200, job_id
+    assert server.request("GET", "/api/jobs")[1]["count"] == len(accepted)
+
+
 # -- 2. the real outcome at restart ---------------------------------------------------------------
 
 
