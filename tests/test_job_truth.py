@@ -17,7 +17,7 @@ from aiohttp.test_utils import TestClient
 import jobs.backup.backup as backup_job
 from app.wallet.registry import RegistryEntry, read_registry, write_registry
 from app.wallet.wallets import make_wallet_folder
-from app.web.state import wallets_key
+from app.web.state import config_key, wallets_key
 from jobs.store import JobStore
 from tests.conftest import write_coins
 
@@ -264,3 +264,31 @@ async def test_openapi_describes_the_idempotency_key_and_its_422(client: TestCli
     operation = document["paths"]["/api/wallets/rename"]["get"]
     assert {"422", "503", "202"} <= set(operation["responses"])
     assert "Idempotency-Key" in operation["responses"]["422"]["description"]
+
+
+# -- 2. a backup's cleanup tells its own finished archive from another's --------------------------------
+
+
+async def test_backup_cleanup_recovers_only_the_archive_its_job_wrote(
+    client: TestClient, tmp_path: Path, data_dir: Path
+) -> None:
+    from datetime import timedelta
+
+    from jobs.backup.recovery import cleanup_backup
+    from jobs.models import Job, JobKind, JobStatus, utcnow
+
+    write_coins(data_dir / "Wallets" / "Default" / "Bank", range(1, 4))
+    destination = tmp_path / "b"
+    body = await (await client.post("/api/wallets/backup", json={"destination": str(destination)})).json()
+    config = client.app[config_key]
+    finished = Job.from_json(await (await client.get(f"/api/jobs/{body['job_id']}")).json())
+    # As a crash would have left it: the archive named, the job still "running" in the store.
+    finished.status, finished.finished_at, finished.result = JobStatus.RUNNING, None, None
+    other = Job.new(JobKind.BACKUP, wallet_path=finished.wallet_path, params={"destination": str(destination)})
+    other.status, other.started_at = JobStatus.RUNNING, utcnow() - timedelta(minutes=1)
+
+    assert cleanup_backup(config, other) is None  # the archive there is not its own
+    result = cleanup_backup(config, finished)
+    assert result is not None
+    assert result["recovered"] is True and result["zip_path"] == body["zip_path"] and result["job_id"] == body["job_id"]
+    assert os.listdir(destination) == [body["filename"]]
