@@ -314,10 +314,13 @@ def _fsync_quietly(folder: Path) -> None:
 
 
 def cleanup_rename(config: Config, job: Job) -> dict[str, Any] | None:
-    """The restart hook, after `settle_journal` made folder and registry agree: the rename happened
-    when the journal completed it, or (a crash after the journal entry was cleared) when the registry
-    names the new folder and no longer the old one: completed, "recovered". Else nothing changed (a
-    rolled-back or never-started rename) and the job fails."""
+    """The restart hook, after `settle_journal` made folder and registry agree.
+
+    The rename happened when the journal completed it (its marker; the old path may be registered
+    again: the start recreates a renamed Default), or, after a crash that came once the journal entry
+    was cleared, when the job had started and the registry names the new folder and no longer the
+    old one: completed, "recovered". Else nothing changed (a rolled-back or never-started rename, or
+    a queued duplicate of a rename that ran) and the job fails."""
     old = Path(job.wallet_path)
     new_name = job.params.get("new_name")
     if not isinstance(new_name, str) or not new_name:
@@ -328,9 +331,9 @@ def cleanup_rename(config: Config, job: Job) -> dict[str, Any] | None:
     if completed_by_journal:
         clear_journal(marker)
     registry = read_registry(config.registry_path)
-    renamed = registry.index_of(str(new)) is not None and new.is_dir()
-    # (the start recreates a renamed Default, so the old path may be registered again)
-    if not renamed or not completed_by_journal and registry.index_of(str(old)) is not None:
+    if registry.index_of(str(new)) is None or not new.is_dir():
+        return None
+    if not completed_by_journal and (job.started_at is None or registry.index_of(str(old)) is not None):
         return None
     log.warning("rename job %s had renamed %s to %s before the restart", job.id, old, new)
     return recovered(success_body(old, new, job.id))
