@@ -223,7 +223,7 @@ class JobRunner:
             return  # settled already
         self._unsaved.discard(job.id)
         self._saving.pop(job.id, None)
-        error = saving.exception()
+        error = StoreUnavailable("the save was cut short") if saving.cancelled() else saving.exception()
         if error is not None:
             log.error("job %s (%s) on %s could not be saved; it is dropped", job.id, job.kind, job.wallet_path)
             if job.status is JobStatus.QUEUED:
