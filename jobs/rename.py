@@ -375,8 +375,8 @@ def settle_journal(config: Config) -> list[str]:
             lines.append(f"rename journal entry {name} is unreadable; kept as {aside.name}, nothing changed")
             continue
         try:
-            moved, line = _settle(config, old, new, folder_id)
-            if moved:
+            line, completed = _settle(config, old, new, folder_id)
+            if completed:
                 # For the job's own settling (cleanup_rename), which runs later in this start.
                 job_id = str(record.get("job_id") or name.removesuffix(".json"))
                 settled = settled_dir(config)
@@ -391,12 +391,12 @@ def settle_journal(config: Config) -> list[str]:
     return lines
 
 
-def _settle(config: Config, old: Path, new: Path, folder_id: tuple[int, int] | None) -> tuple[bool, str]:
-    """Make registry and folder agree; (whether the rename is completed, a line for the log)."""
+def _settle(config: Config, old: Path, new: Path, folder_id: tuple[int, int] | None) -> tuple[str, bool]:
+    """The log line, and whether the rename is settled as completed."""
     old_there, new_there = os.path.lexists(old), os.path.lexists(new)
     if not old_there and not new_there:
         # Nothing to make agree: the registry is left as it is, so the wallet is not unregistered.
-        return False, f"rename {old} -> {new}: neither folder exists; the registry was left unchanged"
+        return f"rename {old} -> {new}: neither folder exists; the registry was left unchanged", False
     if _is_folder(new, folder_id):
         moved = True  # even if a new folder appeared at the old path since
     elif _is_folder(old, folder_id):
@@ -417,7 +417,8 @@ def _settle(config: Config, old: Path, new: Path, folder_id: tuple[int, int] | N
     if changed:
         write_registry(config.registry_path, entries)
     verb = "completed" if moved else "rolled back"
-    return moved, f"rename {old} -> {new} {verb}: the registry names {keep}" + ("" if changed else " (it already did)")
+    line = f"rename {old} -> {new} {verb}: the registry names {keep}" + ("" if changed else " (it already did)")
+    return line, moved
 
 
 def _is_folder(path: Path, folder_id: tuple[int, int] | None) -> bool:
