@@ -145,7 +145,7 @@ async def submit_job(
         with runner_errors():
             earlier = await runner.find_idempotent(key, fingerprint)
         if earlier is not None:
-            return await answer(request, earlier)
+            return await answer_submitted(request, earlier)
     planned: Plan = await run_blocking(request.app, plan or SPECS[kind].plan, params, services)
     return await answer_with_job(
         request, kind, wallet_path=planned.lane, params=planned.params(), fingerprint=fingerprint
@@ -197,11 +197,14 @@ async def answer_with_job(
         job = await runner.submit(
             kind, wallet_path=wallet_path, params=params, idempotency_key=key, fingerprint=fingerprint
         )
-    return await answer(request, job)
+    return await answer_submitted(request, job)
 
 
-async def answer(request: web.Request, job: Job) -> web.Response:
-    """Answer for a saved job as the caller prefers: 202 at once, or its outcome after waiting."""
+async def answer_submitted(
+    request: web.Request, job: Job, finished: Callable[[Job], web.Response] | None = None
+) -> web.Response:
+    """For a job just queued (or found by its Idempotency-Key): answer 202 at once when asked to, else
+    wait (bounded by Prefer: wait=N) and answer the finished job (`job_answer`, or `finished`)."""
     runner = request.app[runner_key]
     preferences = parse_prefer(request.headers.getall("Prefer", []))
     asynchronous = "respond-async" in preferences or flag(await read_params(request), "async")
@@ -212,7 +215,7 @@ async def answer(request: web.Request, job: Job) -> web.Response:
     job = await runner.wait(job.id, wait)
     if not job.status.finished:
         return accepted(job, [*applied, f"wait={preferences['wait']}"])
-    return job_answer(job)
+    return (finished or job_answer)(job)
 
 
 def accepted(job: Job, applied: list[str]) -> web.Response:
