@@ -289,16 +289,20 @@ class JobStore:
 def _make_private(path: Path) -> None:
     """The database file exists and is 0600 before SQLite opens it; SQLite gives its -wal and -shm
     files the database's mode. (Created by SQLite itself it would get the umask's 0644.)"""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
-        os.fchmod(fd, 0o600)
-    finally:
-        os.close(fd)
-    for suffix in ("-wal", "-shm"):
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
-            os.chmod(path.with_name(path.name + suffix), 0o600)
-        except FileNotFoundError:
-            pass
+            os.fchmod(fd, 0o600)
+        finally:
+            os.close(fd)
+        for suffix in ("-wal", "-shm"):
+            try:
+                os.chmod(path.with_name(path.name + suffix), 0o600)
+            except FileNotFoundError:
+                pass
+    except OSError as exc:
+        # Not ours to refuse the start over: SQLite opens it or reports what is wrong.
+        log.warning("cannot make %s private: %s", path, exc)
 
 
 def _resolve(waiters: list[asyncio.Future[None]], error: Exception | None) -> None:
