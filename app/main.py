@@ -11,11 +11,20 @@ from aiohttp import web
 
 from app.wallet.config import MAX_BODY_BYTES, Config
 from app.wallet.keyring import KeyRing
+from app.wallet.logins import LoginGate
 from app.web.middleware import add_response_headers, error_middleware, security_middleware
 from app.web.routes import add_routes
 from app.wallet.wallets import WalletService
 from app.web import jobhttp
-from app.web.state import config_key, executor_key, keyring_key, run_blocking, started_key, wallets_key
+from app.web.state import (
+    config_key,
+    executor_key,
+    keyring_key,
+    login_gate_key,
+    run_blocking,
+    started_key,
+    wallets_key,
+)
 from jobs import rename
 
 log = logging.getLogger(__name__)
@@ -34,6 +43,7 @@ def create_app(config: Config) -> web.Application:
     app[config_key] = config
     app[started_key] = time.monotonic()
     app[keyring_key] = KeyRing()
+    app[login_gate_key] = LoginGate()
     app.cleanup_ctx.append(_executor)
     app.cleanup_ctx.append(_wallets)
     jobhttp.setup(app)

@@ -10,6 +10,7 @@ from aiohttp import web
 
 from app.wallet.config import Config
 from app.wallet.keyring import KeyRing
+from app.wallet.logins import LoginGate
 from app.wallet.wallets import WalletService
 
 config_key = web.AppKey("config", Config)
@@ -17,6 +18,7 @@ executor_key = web.AppKey("executor", ThreadPoolExecutor)
 wallets_key = web.AppKey("wallets", WalletService)
 started_key = web.AppKey("started", float)
 keyring_key = web.AppKey("keyring", KeyRing)
+login_gate_key = web.AppKey("login_gate", LoginGate)
 #: Headers that every answer of a route carries, by route path (a deprecated route's Deprecation and Link).
 route_headers_key = web.AppKey("route_headers", dict)
 #: The OpenAPI description of the route table, built once when the routes are added.
