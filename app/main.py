@@ -19,6 +19,7 @@ from app.web import jobhttp
 from app.web.state import (
     config_key,
     executor_key,
+    job_executor_key,
     keyring_key,
     login_gate_key,
     run_blocking,
@@ -58,10 +59,16 @@ def blocking_runner(app: web.Application) -> Callable[..., Any]:
 
 
 async def _executor(app: web.Application) -> AsyncIterator[None]:
-    executor = ThreadPoolExecutor(max_workers=app[config_key].threads, thread_name_prefix="cloudcoin")
-    app[executor_key] = executor
+    """Two pools: the jobs' (a backup holds a thread for its whole run) and the requests' own, so that
+    listing, balances and the checks before a job never queue behind archive work."""
+    config = app[config_key]
+    requests = ThreadPoolExecutor(max_workers=config.request_threads, thread_name_prefix="cloudcoin-request")
+    jobs = ThreadPoolExecutor(max_workers=config.threads, thread_name_prefix="cloudcoin-job")
+    app[executor_key] = requests
+    app[job_executor_key] = jobs
     yield
-    executor.shutdown(wait=True, cancel_futures=True)
+    jobs.shutdown(wait=True, cancel_futures=True)
+    requests.shutdown(wait=True, cancel_futures=True)
 
 
 async def _wallets(app: web.Application) -> AsyncIterator[None]:

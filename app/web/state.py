@@ -14,7 +14,9 @@ from app.wallet.logins import LoginGate
 from app.wallet.wallets import WalletService
 
 config_key = web.AppKey("config", Config)
+#: The requests' thread pool (`run_blocking`); the jobs have their own, `job_executor_key`.
 executor_key = web.AppKey("executor", ThreadPoolExecutor)
+job_executor_key = web.AppKey("job_executor", ThreadPoolExecutor)
 wallets_key = web.AppKey("wallets", WalletService)
 started_key = web.AppKey("started", float)
 keyring_key = web.AppKey("keyring", KeyRing)
@@ -29,6 +31,6 @@ T = TypeVar("T")
 
 
 async def run_blocking(app: web.Application, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
-    """Run blocking work on the app's own thread pool (never the default executor); the loop only awaits."""
+    """Run a request's blocking work on the app's request pool (never the default executor); the loop only awaits."""
     loop = asyncio.get_running_loop()
     return await loop.run_in_executor(app[executor_key], functools.partial(fn, *args, **kwargs))
