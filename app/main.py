@@ -14,6 +14,7 @@ from app.wallet.keyring import KeyRing
 from app.wallet.logins import LoginGate
 from app.web.middleware import add_response_headers, error_middleware, security_middleware
 from app.web.routes import add_routes
+from app.web.server import handler_args
 from app.wallet.wallets import WalletService
 from app.web import jobhttp
 from app.web.state import (
@@ -30,16 +31,11 @@ from jobs import rename
 
 log = logging.getLogger(__name__)
 
-#: Request line and header size limit (aiohttp's default is 8 KB): as much as a body may hold, so
-#: that long parameters reach the parameter checks (a JSON 400) rather than aiohttp's plain-text one.
-MAX_REQUEST_LINE = 1024 * 1024
-
-
 def create_app(config: Config) -> web.Application:
     app = web.Application(
         client_max_size=MAX_BODY_BYTES,
         middlewares=[error_middleware, security_middleware(config)],
-        handler_args={"max_line_size": MAX_REQUEST_LINE, "max_field_size": MAX_REQUEST_LINE},
+        handler_args=handler_args(config),
     )
     app[config_key] = config
     app[started_key] = time.monotonic()
