@@ -1,4 +1,5 @@
 """Names and paths the file system cannot hold, control characters, invisible and look-alike names: a 4xx, never a 500."""
+
 from __future__ import annotations
 
 import os
@@ -8,7 +9,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from app.wallet.paths import folder_name_problem, folded, lookalike_problem, wallet_name_problem
+from app.wallet.paths import folded, folder_name_problem, lookalike_problem, wallet_name_problem
 from app.wallet.registry import read_registry
 from tests.test_restore import backup, make_wallet
 
@@ -47,7 +48,8 @@ def test_a_name_of_more_than_255_bytes_is_refused_even_under_64_characters():
 
 
 @pytest.mark.parametrize(
-    "name", ["Sav\u202eings", "Sav\u200bings", "\u200dSavings", "Savings\ufeff", "Sav\u2066ings", "Sav\u2028ings", "a\u061cb"]
+    "name",
+    ["Sav\u202eings", "Sav\u200bings", "\u200dSavings", "Savings\ufeff", "Sav\u2066ings", "Sav\u2028ings", "a\u061cb"],
 )
 def test_bidi_controls_and_zero_width_characters_are_refused(name):
     problem = folder_name_problem(name)
@@ -149,7 +151,10 @@ async def test_control_character_in_location_or_zip_path_is_400(client, data_dir
     params = {"zip_path": str(archive), "location": str(archive.parent)}
     params[name] = params[name] + "\n"
     status, body = await call(client, "POST", "/api/wallets/restore", **params)
-    assert (status, body) == (400, {"success": False, "error": f"Parameter {name} contains a control character 0x0a", "code": 400})
+    assert (status, body) == (
+        400,
+        {"success": False, "error": f"Parameter {name} contains a control character 0x0a", "code": 400},
+    )
     status, body = await call(client, "POST", "/api/wallets/backup/verify", zip_path=f"{archive}\t")
     assert status == 400 and "control character 0x09" in body["error"]
 
@@ -220,5 +225,6 @@ async def test_exactly_the_same_name_keeps_its_409(client, data_dir):
     status, body = await call(client, "POST", "/api/wallets/create", wallet_path="Default")
     assert status == 409, body
     assert [Path(e.wallet_path).name for e in read_registry(data_dir / "wallet-locations.csv").entries] == [
-        "Default", "Other",
+        "Default",
+        "Other",
     ]

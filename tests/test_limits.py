@@ -1,4 +1,5 @@
 """Request line and header limits answered in JSON; the header timeout; the connection cap under a low open-file limit."""
+
 from __future__ import annotations
 
 import asyncio
@@ -8,8 +9,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -28,7 +29,9 @@ async def expect_json_error(response, status: int, message: str) -> None:
 
 
 async def test_a_request_line_over_16_kib_is_a_json_414(client):
-    await expect_json_error(await client.get("/api/wallets/list?x=" + "a" * 16_400), 414, "Request line is longer than 16384 bytes")
+    await expect_json_error(
+        await client.get("/api/wallets/list?x=" + "a" * 16_400), 414, "Request line is longer than 16384 bytes"
+    )
 
 
 async def test_a_request_line_within_16_kib_is_served(client):
@@ -50,7 +53,9 @@ async def test_a_header_within_8_kib_is_served(client):
 async def test_more_than_100_headers_is_a_json_431(client):
     # The client adds Host, Accept, Accept-Encoding and User-Agent: 97 more make 101.
     headers = {f"X-H{i}": "1" for i in range(97)}
-    await expect_json_error(await client.get("/api/wallets/list", headers=headers), 431, "More than 100 request headers")
+    await expect_json_error(
+        await client.get("/api/wallets/list", headers=headers), 431, "More than 100 request headers"
+    )
     headers = {f"X-H{i}": "1" for i in range(90)}
     assert (await client.get("/api/wallets/list", headers=headers)).status == 200
 

@@ -1,4 +1,5 @@
 """Two thread pools: the requests' disk work is served while the jobs' pool is full."""
+
 from __future__ import annotations
 
 import asyncio

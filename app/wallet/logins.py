@@ -1,11 +1,12 @@
 """Login attempts: one key derivation at a time, and failed logins limited to a few a minute."""
+
 from __future__ import annotations
 
 import asyncio
 import math
 import time
 from collections import deque
-from typing import Callable
+from collections.abc import Callable
 
 #: api.md: five failed logins a minute, then 429 with Retry-After.
 MAX_FAILURES = 5
@@ -22,7 +23,11 @@ class LoginGate:
     """
 
     def __init__(
-        self, *, max_failures: int = MAX_FAILURES, window_s: float = WINDOW_S, clock: Callable[[], float] = time.monotonic
+        self,
+        *,
+        max_failures: int = MAX_FAILURES,
+        window_s: float = WINDOW_S,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.derivation = asyncio.Lock()
         self._max_failures = max_failures

@@ -9,6 +9,7 @@ headers, an idle keep-alive) is closed for it, so `/api/health` and real clients
 slow clients hold connections open. The header timeout is aiohttp's keep-alive timer, which closes a
 connection whose next request's headers have not arrived in time (see `handler_args`).
 """
+
 from __future__ import annotations
 
 import asyncio
