@@ -13,7 +13,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 
+from app.main import create_app
+from tests.conftest import GuardedTestServer
 from tests.test_e2e import free_port, http, server_env, stop_server
 
 SLOW_HEADERS = b"GET /api/health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: "
@@ -189,3 +192,32 @@ def test_headers_that_do_not_arrive_in_time_close_the_connection(limited):
         assert time.monotonic() - started < 8
     assert http("GET", f"{base_url}/api/health")[0] == 200
     assert stop_server(proc) == 0
+
+
+async def test_a_connection_in_a_request_is_never_closed_for_a_new_one(aiohttp_client, make_config):
+    app = create_app(make_config())
+    release = asyncio.Event()
+
+    async def slow(request: web.Request) -> web.Response:
+        await release.wait()
+        return web.json_response({"done": True})
+
+    app.router.add_get("/slow", slow)
+    client = await aiohttp_client(GuardedTestServer(app, max_connections=2))
+    busy = asyncio.ensure_future(client.get("/slow"))
+    await asyncio.sleep(0.1)
+    idle = []
+    for _ in range(3):
+        reader, writer = await asyncio.open_connection(client.server.host, client.server.port)
+        writer.write(SLOW_HEADERS)
+        idle.append((reader, writer))
+        await asyncio.sleep(0.05)
+    health = await client.get("/api/health", headers={"Connection": "close"})
+    assert health.status == 200
+    # The oldest idle connections made room; the one in a request kept its place.
+    assert await asyncio.wait_for(idle[0][0].read(), 5) == b""
+    release.set()
+    response = await asyncio.wait_for(busy, 5)
+    assert response.status == 200 and await response.json() == {"done": True}
+    for _, writer in idle:
+        writer.close()
