@@ -194,6 +194,15 @@ def test_headers_that_do_not_arrive_in_time_close_the_connection(limited):
     assert stop_server(proc) == 0
 
 
+async def read_response(reader: asyncio.StreamReader) -> bytes:
+    """One whole answer (head and Content-Length body) from a keep-alive connection."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = next(
+        int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")
+    )
+    return head + await reader.readexactly(length)
+
+
 async def test_a_connection_in_a_request_is_never_closed_for_a_new_one(aiohttp_client, make_config):
     app = create_app(make_config())
     release = asyncio.Event()
@@ -203,9 +212,14 @@ async def test_a_connection_in_a_request_is_never_closed_for_a_new_one(aiohttp_c
         return web.json_response({"done": True})
 
     app.router.add_get("/slow", slow)
-    client = await aiohttp_client(GuardedTestServer(app, max_connections=2))
+    client = await aiohttp_client(GuardedTestServer(app, max_connections=3))
     busy = asyncio.ensure_future(client.get("/slow"))
     await asyncio.sleep(0.1)
+    # A keep-alive client that has been served, idle now.
+    kept_reader, kept_writer = await asyncio.open_connection(client.server.host, client.server.port)
+    health_request = b"GET /api/health HTTP/1.1\r\nHost: localhost\r\n\r\n"
+    kept_writer.write(health_request)
+    assert (await asyncio.wait_for(read_response(kept_reader), 5)).startswith(b"HTTP/1.1 200")
     idle = []
     for _ in range(3):
         reader, writer = await asyncio.open_connection(client.server.host, client.server.port)
@@ -214,10 +228,14 @@ async def test_a_connection_in_a_request_is_never_closed_for_a_new_one(aiohttp_c
         await asyncio.sleep(0.05)
     health = await client.get("/api/health", headers={"Connection": "close"})
     assert health.status == 200
-    # The oldest idle connections made room; the one in a request kept its place.
+    # The slow clients made room, oldest first; the connection in a request and the served keep-alive
+    # one kept their places.
     assert await asyncio.wait_for(idle[0][0].read(), 5) == b""
+    assert await asyncio.wait_for(idle[1][0].read(), 5) == b""
+    kept_writer.write(health_request)
+    assert (await asyncio.wait_for(read_response(kept_reader), 5)).startswith(b"HTTP/1.1 200")
     release.set()
     response = await asyncio.wait_for(busy, 5)
     assert response.status == 200 and await response.json() == {"done": True}
-    for _, writer in idle:
+    for _, writer in [*idle, (kept_reader, kept_writer)]:
         writer.close()

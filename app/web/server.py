@@ -4,8 +4,8 @@ aiohttp parses a request before any middleware sees it, and answers what it cann
 plain-text 400 of its own. `GuardedRequestHandler` answers those in api.md's JSON shape instead, with
 the status the limit means (414 for the request line, 431 for the headers). `GuardedServer` keeps the
 number of open connections under a cap below the open-file limit: when a new connection would pass
-it, the oldest connection that is not in the middle of a request (a client that never finishes its
-headers, an idle keep-alive) is closed for it, so `/api/health` and real clients still get in while
+it, the oldest connection that never sent a whole request (a client that never finishes its
+headers) is closed for it, else the oldest idle keep-alive one, never one in the middle of a request, so `/api/health` and real clients still get in while
 slow clients hold connections open. The header timeout is aiohttp's keep-alive timer, which closes a
 connection whose next request's headers have not arrived in time (see `handler_args`).
 """
@@ -115,8 +115,11 @@ class GuardedServer(web.Server):
         if now - self._warned_at >= CAP_WARNING_INTERVAL_S:
             self._warned_at = now
             log.warning("%d connections open: closing the oldest idle ones for new ones", self.max_connections)
-        # `_request_in_progress` is aiohttp's own flag; without it every connection counts as idle.
+        # `_request_in_progress` and `_request_count` are aiohttp's own; without them every connection
+        # counts as idle and as never having sent a request. Connections that never sent a whole
+        # request (a slow or stalled client) go first, oldest first; then idle keep-alive ones.
         idle = [c for c in connections[:-1] if not getattr(c, "_request_in_progress", False)]
+        idle.sort(key=lambda c: getattr(c, "_request_count", 0) > 0)  # stable: oldest first within each
         for victim in idle[: len(connections) - self.max_connections] or [handler]:
             victim.force_close()
 
