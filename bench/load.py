@@ -160,6 +160,25 @@ def load_case(work: Path, wallet: Path, clients: int, interval: float, seconds: 
         server.stop()
 
 
+def fresh_health(port: int, count: int) -> tuple[list[float], int]:
+    """`count` health checks, each on a new connection (as a new client would come), 5 s timeout each."""
+    latencies, errors = [], 0
+    for _ in range(count):
+        started = time.perf_counter()
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            status, _ = call(conn, "GET", "/api/health")
+            conn.close()
+        except (OSError, http.client.HTTPException):
+            status = -1
+        if status == 200:
+            latencies.append((time.perf_counter() - started) * 1000)
+        else:
+            errors += 1
+        time.sleep(0.1)
+    return latencies, errors
+
+
 def slow_case(work: Path, count: int, nofile: int, timeout_s: float) -> None:
     server = Server(work / "slow" / "Client_Data", nofile=nofile, env={"CLOUDCOIN_HEADER_TIMEOUT": str(timeout_s)})
     sockets: list[socket.socket] = []
@@ -177,10 +196,13 @@ def slow_case(work: Path, count: int, nofile: int, timeout_s: float) -> None:
                 sockets.append(sock)
             opened_s = time.monotonic() - started
             open_files = server.open_files()
-            time.sleep(2.0)
+            fresh, fresh_errors = fresh_health(server.port, 20)
         print(f"\n[slow clients] {count} connections that never finish their headers, RLIMIT_NOFILE {nofile}")
         print(f"  opened in {opened_s:.2f} s; the server holds {open_files} open files")
-        print("  " + figures("health meanwhile", health.latencies), f"errors={health.errors}")
+        print(
+            "  " + figures("health meanwhile (one keep-alive connection)", health.latencies), f"errors={health.errors}"
+        )
+        print("  " + figures("health on a new connection each", fresh), f"errors={fresh_errors}")
         print(f"  server RSS {rss_before:.0f} MB before, peak (VmHWM) {server.status('VmHWM'):.0f} MB")
         print(f"  'Too many open files' lines in the log: {server.log_count('Too many open files')}")
         time.sleep(timeout_s + 2.0)
