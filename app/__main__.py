@@ -1,12 +1,13 @@
 """python -m app: parse flags, load the configuration, set up logging, serve until SIGINT/SIGTERM."""
+
 from __future__ import annotations
 
 import logging
 import logging.handlers
 import sys
 
-from app.wallet.config import Config, load_config
 from app.main import create_app
+from app.wallet.config import Config, load_config
 from app.web.server import serve
 
 
@@ -29,6 +30,7 @@ def main(argv: list[str] | None = None) -> None:
     # Until SIGINT or SIGTERM; then it stops listening and runs the shutdown and cleanup hooks (which
     # cancel running backups and save the job store) before returning.
     serve(create_app(config), config)
+
 
 if __name__ == "__main__":
     main()

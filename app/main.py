@@ -1,22 +1,24 @@
 """create_app(config): the table of contents of the server — resources, middlewares, routes."""
+
 from __future__ import annotations
 
 import functools
 import logging
 import time
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, AsyncIterator, Callable
+from typing import Any
 
 from aiohttp import web
 
 from app.wallet.config import MAX_BODY_BYTES, Config
 from app.wallet.keyring import KeyRing
 from app.wallet.logins import LoginGate
+from app.wallet.wallets import WalletService
+from app.web import jobhttp
 from app.web.middleware import add_response_headers, error_middleware, security_middleware
 from app.web.routes import add_routes
 from app.web.server import handler_args
-from app.wallet.wallets import WalletService
-from app.web import jobhttp
 from app.web.state import (
     config_key,
     executor_key,
@@ -30,6 +32,7 @@ from app.web.state import (
 from jobs import rename
 
 log = logging.getLogger(__name__)
+
 
 def create_app(config: Config) -> web.Application:
     app = web.Application(

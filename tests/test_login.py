@@ -1,4 +1,5 @@
 """POST /api/system/login and /logout, GET /api/system/encryption-status."""
+
 from __future__ import annotations
 
 import asyncio
@@ -209,7 +210,11 @@ async def test_failed_logins_are_limited_then_429_with_retry_after(client, data_
         retry_after = int(response.headers["Retry-After"])
         assert 1 <= retry_after <= 60
         body = await response.json()
-        assert body == {"success": False, "error": f"Too many failed logins: try again in {retry_after} seconds", "code": 429}
+        assert body == {
+            "success": False,
+            "error": f"Too many failed logins: try again in {retry_after} seconds",
+            "code": 429,
+        }
     assert (await status_of(client))["key_set"] is False
 
 

@@ -1,4 +1,5 @@
 """Path and name rules shared by every endpoint: canonical forms, "is inside", wallet arguments, control characters, wallet names."""
+
 from __future__ import annotations
 
 import errno

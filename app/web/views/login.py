@@ -3,6 +3,7 @@
 The password is read from the body only and goes nowhere but `crypto.derive_key`; neither it nor the
 key is ever logged, stored or put in a response (only the key's public check).
 """
+
 from __future__ import annotations
 
 import logging
@@ -11,8 +12,8 @@ from aiohttp import web
 
 from app.wallet import crypto
 from app.wallet.errors import ApiError, FlagError, missing_parameter
-from app.web.params import read_params
 from app.wallet.logins import LoginGate
+from app.web.params import read_params
 from app.web.state import keyring_key, login_gate_key, run_blocking, wallets_key
 
 log = logging.getLogger(__name__)
