@@ -16,6 +16,8 @@ import pytest
 from aiohttp import web
 
 from app.main import create_app
+from app.wallet.config import Config
+from app.web.server import connection_cap
 from tests.conftest import GuardedTestServer
 from tests.test_e2e import free_port, http, server_env, stop_server
 
@@ -239,3 +241,12 @@ async def test_a_connection_in_a_request_is_never_closed_for_a_new_one(aiohttp_c
     assert response.status == 200 and await response.json() == {"done": True}
     for _, writer in [*idle, (kept_reader, kept_writer)]:
         writer.close()
+
+
+def test_the_connection_cap_stays_below_the_open_file_limit():
+    config = Config()
+    assert connection_cap(config, 1 << 20) == config.max_connections  # the setting, when files are plenty
+    reserve = 1024 - connection_cap(Config(max_connections=5000), 1024)
+    assert 0 < reserve < 512  # room for the server's own files and an accept burst
+    assert connection_cap(config, 256) == 256 - reserve
+    assert connection_cap(config, 16) == 1  # never none at all
