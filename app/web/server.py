@@ -17,6 +17,7 @@ import logging
 import resource
 import signal
 import time
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
@@ -164,18 +165,23 @@ def connection_cap(config: Config, open_file_limit: int) -> int:
     return max(1, min(config.max_connections, open_file_limit - reserve))
 
 
-def serve(app: web.Application, config: Config) -> None:
-    """Serve `app` until SIGINT or SIGTERM, then stop listening, shut down and clean up (jobs saved)."""
+def serve(app: web.Application, config: Config, *, on_listening: Callable[[], None] | None = None) -> None:
+    """Serve `app` until SIGINT or SIGTERM, then stop listening, shut down and clean up (jobs saved).
+
+    `on_listening` runs once the socket listens (a startup line, say).
+    """
     cap = connection_cap(config, raise_open_file_limit())
-    asyncio.run(_serve(app, config, cap))
+    asyncio.run(_serve(app, config, cap, on_listening))
 
 
-async def _serve(app: web.Application, config: Config, cap: int) -> None:
+async def _serve(app: web.Application, config: Config, cap: int, on_listening: Callable[[], None] | None) -> None:
     runner = GuardedAppRunner(app, max_connections=cap, access_log=None, shutdown_timeout=8.0)
     await runner.setup()
     try:
         await web.TCPSite(runner, config.host, config.port, backlog=BACKLOG).start()
         log.info("serving on http://%s:%d (at most %d connections)", config.host, config.port, cap)
+        if on_listening is not None:
+            on_listening()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
