@@ -1,12 +1,14 @@
 """Load and slow clients: health and listing latency, peak RSS, open files (issue: hardening, items 6, 10, 11).
 
-    .venv/bin/python bench/load.py [--coins 20000] [--clients 200] [--seconds 10] [--slow 1100]
+    .venv/bin/python bench/load.py [--coins 20000] [--clients 200] [--seconds 10] [--jobs 4] [--logins 20] [--slow 1100]
 
 Three cases against the real `python -m app`, each in its own server process:
 
 1. load: `--clients` threads each list the wallets once per `--interval` seconds on a keep-alive
    connection while a backup of a `--coins` wallet runs (and /api/health is polled every 10 ms):
-   listing and health p50/p99/max, the backup's time, the server's peak RSS.
+   listing and health p50/p99/max, the backup's time, the server's peak RSS. Then again with
+   `--jobs` backups at once on as many workers and job threads: the jobs fill their pool.
+   Then `--logins` logins at once while the wallets are listed every 50 ms.
 2. slow clients: the server started with RLIMIT_NOFILE 1024 (soft and hard, a desktop's limit);
    `--slow` connections each send the start of a request and never finish its headers. Health
    latency meanwhile, errors, the server's open files and peak RSS, "Too many open files" lines in
@@ -129,8 +131,10 @@ class Lister(threading.Thread):
         conn.close()
 
 
-def load_case(work: Path, wallet: Path, clients: int, interval: float, seconds: float) -> None:
-    server = Server(work / "load" / "Client_Data")
+def load_case(work: Path, wallet: Path, clients: int, interval: float, seconds: float, jobs: int) -> None:
+    # With several jobs, as many workers and job threads as jobs: the jobs fill their pool.
+    env = {"CLOUDCOIN_WORKERS": str(jobs), "CLOUDCOIN_THREADS": str(jobs)} if jobs > 1 else {}
+    server = Server(work / f"load{jobs}" / "Client_Data", env=env)
     try:
         conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=600)
         status, body = call(conn, "POST", "/api/wallets/locations", {"path": str(wallet)})
@@ -142,19 +146,69 @@ def load_case(work: Path, wallet: Path, clients: int, interval: float, seconds: 
                 lister.start()
             time.sleep(min(2.0, seconds / 4))  # every client in its rhythm
             started = time.perf_counter()
-            status, body = call(
-                conn, "POST", "/api/wallets/backup", body={"wallet_path": str(wallet), "destination": str(work / "out")}
-            )
+            statuses = run_backups(conn, wallet, work / f"out{jobs}", jobs)
             backup_s = time.perf_counter() - started
             time.sleep(max(0.0, seconds - backup_s))
             stop.set()
             for lister in listers:
                 lister.join()
         listing = [v for lister in listers for v in lister.latencies]
-        print(f"\n[load] {clients} clients listing every {interval:g} s for ~{seconds:g} s, one backup meanwhile")
-        print(f"  backup of {wallet.name}: HTTP {status}, {backup_s:.2f} s")
+        what = "one backup" if jobs == 1 else f"{jobs} backups at once ({jobs} workers, {jobs} job threads)"
+        print(f"\n[load] {clients} clients listing every {interval:g} s for ~{seconds:g} s, {what} meanwhile")
+        print(f"  backups of {wallet.name}: {statuses}, {backup_s:.2f} s until the last finished")
         print("  " + figures("listing", listing), f"errors={sum(lister.errors for lister in listers)}")
         print("  " + figures("health", health.latencies), f"errors={health.errors}")
+        print(f"  server peak RSS (VmHWM): {server.status('VmHWM'):.0f} MB")
+    finally:
+        server.stop()
+
+
+def run_backups(conn: http.client.HTTPConnection, wallet: Path, destination: Path, count: int) -> list[object]:
+    """One synchronous backup, or `count` submitted at once (async) and waited for; their outcomes."""
+    body = {"wallet_path": str(wallet), "destination": str(destination)}
+    if count == 1:
+        return [call(conn, "POST", "/api/wallets/backup", body=body)[0]]
+    ids = []
+    for _ in range(count):
+        status, answer = call(conn, "POST", "/api/wallets/backup", body={**body, "async": "true"})
+        assert status == 202, answer
+        ids.append(answer["job_id"])
+    outcomes: list[object] = []
+    for job_id in ids:
+        while True:
+            _, job = call(conn, "GET", f"/api/jobs/{job_id}", {"wait": "60"})
+            if job.get("status") in ("completed", "failed", "cancelled"):
+                outcomes.append(job["status"])
+                break
+    return outcomes
+
+
+def login_case(work: Path, count: int) -> None:
+    server = Server(work / "login" / "Client_Data")
+    try:
+        stop = threading.Event()
+        lister = Lister(server.port, 0.05, stop, 0.0)
+        lister.start()
+        time.sleep(0.5)
+        results: list[int] = []
+
+        def login() -> None:
+            conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=120)
+            results.append(call(conn, "POST", "/api/system/login", body={"password": "correct horse"})[0])
+            conn.close()
+
+        threads = [threading.Thread(target=login) for _ in range(count)]
+        started = time.perf_counter()
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        logins_s = time.perf_counter() - started
+        stop.set()
+        lister.join()
+        print(f"\n[logins] {count} logins at once, the wallets listed every 50 ms meanwhile")
+        print(f"  logins: {sorted(set(results))}, {logins_s:.2f} s until the last answered")
+        print("  " + figures("listing", lister.latencies), f"errors={lister.errors}")
         print(f"  server peak RSS (VmHWM): {server.status('VmHWM'):.0f} MB")
     finally:
         server.stop()
@@ -248,6 +302,8 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=200)
     parser.add_argument("--interval", type=float, default=1.0, help="seconds between one client's listings")
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--jobs", type=int, default=4, help="backups at once in the second load pass")
+    parser.add_argument("--logins", type=int, default=20)
     parser.add_argument("--slow", type=int, default=1100)
     parser.add_argument("--nofile", type=int, default=1024)
     parser.add_argument("--header-timeout", type=float, default=10.0)
@@ -259,7 +315,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="cc-load-") as tmp:
         work = Path(tmp)
         wallet = build_wallet(args.coins, work / "wallets", announce=True)
-        load_case(work, wallet, args.clients, args.interval, args.seconds)
+        load_case(work, wallet, args.clients, args.interval, args.seconds, 1)
+        load_case(work, wallet, args.clients, args.interval, args.seconds, args.jobs)
+        login_case(work, args.logins)
         slow_case(work, args.slow, args.nofile, args.header_timeout)
         big_header_case(work)
 
