@@ -8,10 +8,9 @@ import logging.handlers
 import os
 import sys
 
-from aiohttp import web
-
 from app.main import create_app
 from app.wallet.config import Config, load_config
+from app.web.server import serve
 
 
 class PrivateLogFile(logging.handlers.RotatingFileHandler):
@@ -42,16 +41,9 @@ def main(argv: list[str] | None = None) -> None:
     config = load_config(argv)
     setup_logging(config)
     logging.getLogger(__name__).info("data directory: %s", config.data_dir)
-    # aiohttp's run_app handles SIGINT and SIGTERM: it stops listening, then runs the shutdown and
-    # cleanup hooks (which cancel running backups and save the job store) before returning.
-    web.run_app(
-        create_app(config),
-        host=config.host,
-        port=config.port,
-        shutdown_timeout=8.0,
-        print=lambda text: logging.getLogger(__name__).info(text.strip()),
-        access_log=None,
-    )
+    # Until SIGINT or SIGTERM; then it stops listening and runs the shutdown and cleanup hooks (which
+    # cancel running backups and save the job store) before returning.
+    serve(create_app(config), config)
 
 
 if __name__ == "__main__":

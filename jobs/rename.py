@@ -46,7 +46,7 @@ from typing import Any
 
 from app.wallet.config import Config
 from app.wallet.errors import ApiError, missing_parameter
-from app.wallet.paths import Unresolvable, folder_name_problem, wallet_argument
+from app.wallet.paths import Unresolvable, control_character, sibling_names, wallet_argument, wallet_name_problem
 from app.wallet.registry import Registry, RegistryEntry, read_registry, write_registry
 from app.wallet.storage import atomic_write_bytes, fsync_dir, occupied, rename_noreplace
 from jobs.context import JobContext, JobView
@@ -155,7 +155,10 @@ def _plan_at(registry: Registry, path: Path, index: int, new_name: str, given: s
         raise ApiError(400, "New wallet name cannot be empty")
     if name == path.name:
         raise ApiError(400, f"Wallet already has the name: {name}")
-    problem = folder_name_problem(name)
+    # The control characters that trimming would hide ("Savings\n") are refused too.
+    control = control_character(new_name)
+    siblings = sibling_names((entry.wallet_path for entry in registry.entries), path.parent, leave_out=path)
+    problem = f"it contains {control}" if control else wallet_name_problem(name, siblings)
     if problem:
         raise ApiError(400, f"Invalid wallet name: {problem}")
     target = path.parent / name

@@ -17,6 +17,9 @@ MAX_BODY_BYTES = 1024 * 1024
 #: api.md: a parameter longer than this is refused with 400.
 MAX_PARAM_CHARS = 4096
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+INTEGER_SETTINGS = ("port", "workers", "threads", "request_threads", "max_queued", "max_connections")
+#: Fewer connections than this would leave a browser page and a script fighting for them.
+MIN_CONNECTIONS = 8
 
 
 class ConfigError(ValueError):
@@ -33,21 +36,30 @@ class Config:
     allowed_origins: tuple[str, ...] = ()
     workers: int = 2
     threads: int = 4
+    request_threads: int = 4
     max_queued: int = 1000
+    max_connections: int = 512
+    header_timeout: float = 10.0
     log_level: str = "INFO"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "data_dir", Path(self.data_dir).expanduser().absolute())
         if not isinstance(self.host, str) or not self.host.strip():
             raise ConfigError(f"host must be a non-empty string, not {self.host!r}")
-        for name in ("port", "workers", "threads", "max_queued"):
+        for name in INTEGER_SETTINGS:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool):
                 raise ConfigError(f"{name} must be an integer, not {value!r}")
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"port must be between 0 and 65535, not {self.port}")
-        if self.workers < 1 or self.threads < 1 or self.max_queued < 1:
-            raise ConfigError("workers, threads and max_queued must be at least 1")
+        if min(self.workers, self.threads, self.request_threads, self.max_queued) < 1:
+            raise ConfigError("workers, threads, request_threads and max_queued must be at least 1")
+        if self.max_connections < MIN_CONNECTIONS:
+            raise ConfigError(f"max_connections must be at least {MIN_CONNECTIONS}, not {self.max_connections}")
+        timeout = self.header_timeout
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout <= 3600:
+            raise ConfigError(f"header_timeout must be a number of seconds above 0 and at most 3600, not {timeout!r}")
+        object.__setattr__(self, "header_timeout", float(timeout))
         if self.api_token is not None and (not isinstance(self.api_token, str) or not self.api_token.isprintable()):
             raise ConfigError("api_token must be a string of printable characters")
         for name in ("allowed_hosts", "allowed_origins"):
@@ -91,7 +103,10 @@ ENVIRONMENT = {
     "CLOUDCOIN_ALLOWED_ORIGINS": "allowed_origins",
     "CLOUDCOIN_WORKERS": "workers",
     "CLOUDCOIN_THREADS": "threads",
+    "CLOUDCOIN_REQUEST_THREADS": "request_threads",
     "CLOUDCOIN_MAX_QUEUED": "max_queued",
+    "CLOUDCOIN_MAX_CONNECTIONS": "max_connections",
+    "CLOUDCOIN_HEADER_TIMEOUT": "header_timeout",
     "CLOUDCOIN_LOG_LEVEL": "log_level",
 }
 
@@ -164,9 +179,11 @@ def _from_toml(document: dict[str, Any]) -> dict[str, Any]:
 
 def _coerce(settings: dict[str, Any]) -> dict[str, Any]:
     out = dict(settings)
-    for key in ("port", "workers", "threads", "max_queued"):
+    for key in INTEGER_SETTINGS:
         if key in out:
             out[key] = _integer(key, out[key])
+    if "header_timeout" in out:
+        out["header_timeout"] = _number("header_timeout", out["header_timeout"])
     for key in ("allowed_hosts", "allowed_origins"):
         value = out.get(key)
         if isinstance(value, str):
@@ -191,3 +208,15 @@ def _integer(name: str, value: Any) -> int:
     if isinstance(value, str) and value.strip().isascii() and value.strip().lstrip("-").isdigit():
         return int(value.strip())
     raise ConfigError(f"{name} must be an integer, not {value!r}")
+
+
+def _number(name: str, value: Any) -> float:
+    """A number of seconds from TOML (int or float) or from the environment ("10", "2.5")."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value.strip())
+        except ValueError:
+            pass
+    raise ConfigError(f"{name} must be a number of seconds, not {value!r}")

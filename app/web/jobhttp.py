@@ -30,7 +30,7 @@ from aiohttp import web
 
 from app.wallet.errors import ApiError
 from app.web.params import flag, read_params
-from app.web.state import config_key, executor_key, keyring_key, run_blocking, wallets_key
+from app.web.state import config_key, job_executor_key, keyring_key, run_blocking, wallets_key
 from jobs.errors import IdempotencyMismatch, JobNotCancellable, JobNotFound, QueueFull, StoreUnavailable
 from jobs.kinds import SPECS, register_kinds, temporary_places
 from jobs.models import Job, JobKind, JobStatus
@@ -61,7 +61,7 @@ async def _runner(app: web.Application) -> AsyncIterator[None]:
     services = Services(config=config, wallets=app[wallets_key], keyring=app[keyring_key])
     runner = JobRunner(
         JobStore(config.jobs_dir),
-        executor=app[executor_key],
+        executor=app[job_executor_key],
         workers=config.workers,
         max_queued=config.max_queued,
         services=services,

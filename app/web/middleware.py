@@ -93,6 +93,19 @@ def origin_allowed(origin: str, config: Config) -> bool:
     return hostname in ("localhost", "127.0.0.1", "::1")
 
 
+def referer_allowed(referer: str, config: Config) -> bool:
+    """True when the page that sent the request lies on an allowed origin (an empty Referer says nothing)."""
+    if not referer.strip():
+        return True
+    try:
+        parts = urlsplit(referer.strip())
+    except ValueError:
+        return False
+    if not parts.scheme or not parts.netloc:
+        return False
+    return origin_allowed(f"{parts.scheme}://{parts.netloc}", config)
+
+
 def security_middleware(config: Config) -> Middleware:
     allowed_hosts = LOOPBACK_HOSTS | {host_name(h) for h in config.allowed_hosts}
 
@@ -107,6 +120,11 @@ def security_middleware(config: Config) -> Middleware:
             raise ApiError(403, "Cross-origin request refused")
         fetch_site = request.headers.get("Sec-Fetch-Site", "").lower()
         if fetch_site in ("cross-site", "same-site") and not allowed:
+            raise ApiError(403, "Cross-site request refused")
+        referer = request.headers.get("Referer")
+        if origin is None and not fetch_site and referer is not None and not referer_allowed(referer, config):
+            # An old browser's <img> or form sends neither Origin nor Sec-Fetch-Site, but a Referer
+            # (curl and scripts send none of the three, and are served).
             raise ApiError(403, "Cross-site request refused")
         cors = _cors_headers(origin) if allowed and origin else {}
         request[CORS] = cors

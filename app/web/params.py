@@ -10,6 +10,7 @@ from aiohttp import web
 
 from app.wallet.config import MAX_PARAM_CHARS
 from app.wallet.errors import ApiError
+from app.wallet.paths import path_parameter_problem
 
 _PARAMS_KEY = web.RequestKey("params", dict)
 
@@ -108,6 +109,13 @@ def _from_pairs(pairs: list[tuple[str, str]], *, where: str) -> dict[str, str]:
     return params
 
 
+#: Parameters that name a file or folder: a control character in one is refused before any handler runs.
+#: `wallet_path` and the names (`new_name`, `to`) meet the same rule where the endpoint checks them, in
+#: the seed's order: a wallet path with one can name no registered wallet (`wallet_argument`), and a
+#: new name with one is an invalid name.
+PATH_PARAMETERS = frozenset({"destination", "location", "zip_path", "path"})
+
+
 def _checked(params: dict[str, str]) -> dict[str, str]:
     for name, value in params.items():
         _check(name, value)
@@ -123,6 +131,10 @@ def _check(name: str, value: str) -> None:
         raise ApiError(400, f"Parameter {name} is longer than {MAX_PARAM_CHARS} characters")
     if any("\ud800" <= c <= "\udfff" for c in name + value):
         raise ApiError(400, f"Parameter {name} is not valid UTF-8")
+    if name in PATH_PARAMETERS and value.strip():  # a blank one is missing: each endpoint answers that its way
+        problem = path_parameter_problem(name, value)
+        if problem:
+            raise ApiError(400, problem)
 
 
 @overload
