@@ -33,10 +33,15 @@ class Unreachable(CliFailure):
 
 
 class Refused(CliFailure):
-    """A 4xx/5xx answer: exit 4 for want of a token (401/403), else 1."""
+    """A 4xx/5xx answer: exit 4 when refused for want of a token, else 1.
 
-    def __init__(self, status: int, body: Any) -> None:
-        super().__init__(f"{error_message(body)} (HTTP {status})", 4 if status in (401, 403) else 1, body)
+    A 401 is the token's only when it asks for one (`WWW-Authenticate: Bearer`): a login's 401
+    "Incorrect password" is an ordinary failure.
+    """
+
+    def __init__(self, status: int, body: Any, headers: Mapping[str, str] | None = None) -> None:
+        wants_token = status == 403 or (status == 401 and "bearer" in (headers or {}).get("WWW-Authenticate", "").lower())
+        super().__init__(f"{error_message(body)} (HTTP {status})", 4 if wants_token else 1, body)
         self.status = status
 
 
@@ -99,7 +104,7 @@ class Api:
                 text = await response.text()
                 body = _decode(text)
                 if response.status >= 400:
-                    raise Refused(response.status, body)
+                    raise Refused(response.status, body, response.headers)
                 return Answer(response.status, body, dict(response.headers))
         except aiohttp.ClientConnectionError as exc:
             raise Unreachable(self.server, _reason(exc)) from None
@@ -117,7 +122,7 @@ class Api:
             try:
                 async with self.session.get(self.server + events_path, headers=headers) as response:
                     if response.status >= 400:
-                        raise Refused(response.status, _decode(await response.text()))
+                        raise Refused(response.status, _decode(await response.text()), response.headers)
                     async for event_id, job in _parse_stream(response.content):
                         last_id = event_id or last_id
                         failures = 0

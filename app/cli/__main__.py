@@ -1,0 +1,4 @@
+"""python -m app.cli: the same as the `cloudcoin-wallet` console script."""
+from app.cli.main import main
+
+main()
