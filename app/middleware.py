@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
+from app.views.page import is_page_file
 from app.config import MAX_BODY_BYTES, Config
 from app.errors import ApiError
 from app.params import read_params
@@ -116,7 +117,7 @@ def security_middleware(config: Config) -> Callable[[web.Request, Handler], Awai
                 "Access-Control-Max-Age": "600",
             }
             return web.Response(status=204, headers=preflight)
-        if config.api_token and request.path != "/api/health":
+        if config.api_token and request.path != "/api/health" and not is_page_file(request):
             supplied = request.headers.get("Authorization", "")
             expected = f"Bearer {config.api_token}"
             # surrogateescape: a header of stray bytes must compare unequal, not raise.

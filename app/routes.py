@@ -7,7 +7,7 @@ from typing import Awaitable, Callable
 from aiohttp import web
 
 from app.state import route_headers_key
-from app.views import backup, jobs, login, rename, restore, system, wallets
+from app.views import backup, jobs, login, page, rename, restore, system, wallets
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -167,3 +167,6 @@ def add_routes(app: web.Application, routes: tuple[Route, ...] = ROUTES) -> None
     for route in routes:
         for method in route.methods:
             app.router.add_route(method, route.path, route.handler)
+    # The status page (cli.md): not part of the API, so not in the route table or the OpenAPI document.
+    app.router.add_get("/", page.index)
+    app.router.add_get("/static/{name}", page.static_file)
