@@ -24,6 +24,7 @@ import pytest
 
 from tests.conftest import write_coins
 from tests.test_e2e import free_port, http, server_env, start_server, stop_server
+from tests.test_layering import ROOT, import_graph
 
 SCRIPT = Path(sysconfig.get_path("scripts")) / "cloudcoin-wallet"
 #: A sparse file (no disk used) that takes far longer to deflate than any test waits: the backup is
@@ -90,6 +91,18 @@ def wait_status(base: str, job_id: str, wanted: set[str], timeout: float = 30) -
 
 
 # -- the program itself -----------------------------------------------------------------------------
+
+
+def test_the_client_is_a_pure_http_client_that_nothing_imports() -> None:
+    """It reaches the server only over HTTP: of the project it imports the version and, for `serve`, the server."""
+    graph = import_graph(ROOT)
+    for name, targets in graph.items():
+        inside = name == "app.cli" or name.startswith("app.cli.")
+        project = {t for t in targets if t.split(".")[0] in ("app", "jobs")}
+        if inside:
+            assert project <= {"app", "app.__version__", "app.__main__"} | {t for t in project if t.startswith("app.cli")}, name
+        else:
+            assert not [t for t in project if t == "app.cli" or t.startswith("app.cli.")], f"{name} imports the client"
 
 
 def test_version_and_help() -> None:
