@@ -11,6 +11,7 @@ from aiohttp import web
 
 from app.wallet.config import MAX_BODY_BYTES, Config
 from app.wallet.keyring import KeyRing
+from app.web.accesslog import request_log
 from app.web.middleware import add_response_headers, error_middleware, security_middleware
 from app.web.routes import add_routes
 from app.wallet.wallets import WalletService
@@ -28,7 +29,7 @@ MAX_REQUEST_LINE = 1024 * 1024
 def create_app(config: Config) -> web.Application:
     app = web.Application(
         client_max_size=MAX_BODY_BYTES,
-        middlewares=[error_middleware, security_middleware(config)],
+        middlewares=[request_log, error_middleware, security_middleware(config)],
         handler_args={"max_line_size": MAX_REQUEST_LINE, "max_field_size": MAX_REQUEST_LINE},
     )
     app[config_key] = config

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+from . import joblog
 from .context import JobContext
 from .errors import (
     INTERNAL_ERROR,
@@ -166,6 +167,7 @@ class JobRunner:
         self._lanes.setdefault(wallet_path, deque()).append(job)
         self._n_queued += 1
         self._store.put(job)
+        joblog.queued(job)
         self._make_ready(wallet_path)
         self._forget_old()
         return job
@@ -375,6 +377,7 @@ class JobRunner:
         job.started_at = utcnow()
         job.message = "Running"
         self._publish(job, persist=True)
+        joblog.started(job)
         loop = self._loop_or_fail()
         began = loop.time()
         result: dict[str, Any] | None = None
@@ -449,6 +452,7 @@ class JobRunner:
         else:
             job.message = "Cancelled"
         self._publish(job, persist=persist)
+        joblog.finished(job)
         self._wake(self._finished, job.id)
 
     def _publish(self, job: Job, *, persist: bool) -> None:

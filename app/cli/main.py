@@ -36,12 +36,15 @@ def cli(ctx: click.Context, server: str, token: str | None, as_json: bool) -> No
 @click.option("--port", type=int, help="Port to listen on (default 8080).")
 @click.option("--data-dir", help="The Client_Data directory (default ./Client_Data).")
 @click.option("--config", "config_file", help="A TOML settings file (see config/default.toml).")
-def serve(host: str | None, port: int | None, data_dir: str | None, config_file: str | None) -> None:
+@click.option("--log-level", type=click.Choice(LOG_LEVELS, case_sensitive=False), help="How much to log (default INFO).")
+def serve(host: str | None, port: int | None, data_dir: str | None, config_file: str | None,
+          log_level: str | None) -> None:
     """Run the server (the same as `python -m app`)."""
     from app.__main__ import main as serve_main  # the only command that is not an HTTP client
 
     argv: list[str] = []
-    for flag, value in (("--host", host), ("--port", port), ("--data-dir", data_dir), ("--config", config_file)):
+    for flag, value in (("--host", host), ("--port", port), ("--data-dir", data_dir), ("--config", config_file),
+                        ("--log-level", log_level)):
         if value is not None:
             argv += [flag, str(value)]
     serve_main(argv)

@@ -100,6 +100,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--port", type=int, help=f"port to listen on (default {DEFAULT_PORT})")
     parser.add_argument("--data-dir", dest="data_dir", help="the Client_Data directory (default ./Client_Data)")
     parser.add_argument("--config", dest="config_file", help="a TOML settings file (see config/default.toml)")
+    parser.add_argument(
+        "--log-level", dest="log_level", type=str.upper, choices=LOG_LEVELS, help="how much to log (default INFO)"
+    )
     return parser
 
 
@@ -131,7 +134,7 @@ def build_config(args: argparse.Namespace, environ: Mapping[str, str]) -> Config
     for name, key in ENVIRONMENT.items():
         if environ.get(name):
             settings[key] = environ[name]
-    for key in ("host", "port", "data_dir"):
+    for key in ("host", "port", "data_dir", "log_level"):
         if getattr(args, key) is not None:
             settings[key] = getattr(args, key)
     return Config(**_coerce(settings))
