@@ -9,7 +9,7 @@ import pytest
 
 from app.wallet.config import Config, ConfigError, load_config, read_config_file
 
-DEFAULT_TOML = Path(__file__).resolve().parents[1] / "config" / "default.toml"
+DEFAULT_TOML = Path(__file__).resolve().parents[1] / "app" / "default.toml"
 
 
 @pytest.fixture(autouse=True)

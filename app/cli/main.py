@@ -35,7 +35,7 @@ def cli(ctx: click.Context, server: str, token: str | None, as_json: bool) -> No
 @click.option("--host", help="Address to listen on (default 127.0.0.1).")
 @click.option("--port", type=int, help="Port to listen on (default 8080).")
 @click.option("--data-dir", help="The Client_Data directory (default ./Client_Data).")
-@click.option("--config", "config_file", help="A TOML settings file (see config/default.toml).")
+@click.option("--config", "config_file", help="A TOML settings file (see app/default.toml).")
 @click.option("--log-level", type=click.Choice(LOG_LEVELS, case_sensitive=False), help="How much to log (default INFO).")
 def serve(host: str | None, port: int | None, data_dir: str | None, config_file: str | None,
           log_level: str | None) -> None:

@@ -99,7 +99,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--host", help=f"address to listen on (default {DEFAULT_HOST})")
     parser.add_argument("--port", type=int, help=f"port to listen on (default {DEFAULT_PORT})")
     parser.add_argument("--data-dir", dest="data_dir", help="the Client_Data directory (default ./Client_Data)")
-    parser.add_argument("--config", dest="config_file", help="a TOML settings file (see config/default.toml)")
+    parser.add_argument("--config", dest="config_file", help="a TOML settings file (see app/default.toml)")
     parser.add_argument(
         "--log-level", dest="log_level", type=str.upper, choices=LOG_LEVELS, help="how much to log (default INFO)"
     )
@@ -153,7 +153,7 @@ def read_config_file(path: Path) -> dict[str, Any]:
 
 
 def _from_toml(document: dict[str, Any]) -> dict[str, Any]:
-    """Accept the settings flat or grouped in tables ([server], [jobs], …) as config/default.toml shows."""
+    """Accept the settings flat or grouped in tables ([server], [jobs], …) as app/default.toml shows."""
     known = {f.name for f in fields(Config)}
     flat: dict[str, Any] = {}
     for key, value in document.items():
