@@ -100,7 +100,8 @@ def test_the_client_is_a_pure_http_client_that_nothing_imports() -> None:
         inside = name == "app.cli" or name.startswith("app.cli.")
         project = {t for t in targets if t.split(".")[0] in ("app", "jobs")}
         if inside:
-            assert project <= {"app", "app.__version__", "app.__main__"} | {t for t in project if t.startswith("app.cli")}, name
+            own = {t for t in project if t.startswith("app.cli")}
+            assert project <= {"app", "app.__version__", "app.__main__"} | own, name
         else:
             assert not [t for t in project if t == "app.cli" or t.startswith("app.cli.")], f"{name} imports the client"
 
@@ -306,7 +307,8 @@ def test_verify_and_restore(live: dict[str, Any]) -> None:
 
 def test_jobs_table_json_and_watch(live: dict[str, Any]) -> None:
     make_wallet(live, "Watched", coins=1)
-    job_id = cli("backup", "Watched", "--to", str(live["root"] / "watched"), "--detach", server=live["base"]).stdout.strip()
+    submitted = cli("backup", "Watched", "--to", str(live["root"] / "watched"), "--detach", server=live["base"])
+    job_id = submitted.stdout.strip()
     wait_status(live["base"], job_id, {"completed"})
     table = cli("jobs", server=live["base"])
     assert table.returncode == 0 and job_id in table.stdout
@@ -482,7 +484,8 @@ def test_wrong_password_is_a_failure_not_a_token_refusal(tmp_path: Path) -> None
         live = {"base": base, "root": tmp_path}
         make_wallet(live, "Secret", coins=2)
         assert cli("login", input="correct horse\n", server=base).returncode == 0
-        zip_path = json.loads(cli("--json", "backup", "Secret", "--to", str(tmp_path / "b"), server=base).stdout)["zip_path"]
+        made = cli("--json", "backup", "Secret", "--to", str(tmp_path / "b"), server=base)
+        zip_path = json.loads(made.stdout)["zip_path"]
         assert cli("logout", server=base).returncode == 0
         assert cli("restore", zip_path, "--name", "SecretCopy", server=base).returncode == 0  # stays encrypted
         wrong = cli("login", input="wrong horse\n", server=base)

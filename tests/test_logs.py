@@ -49,7 +49,8 @@ def test_the_log_of_requests_and_of_a_failed_and_a_cancelled_job(tmp_path: Path)
     failed_id = failed["job_id"]
     assert wait_status(base, failed_id, {"failed", "completed"})["error"]["http_status"] == 500
     assert http("POST", f"{base}/api/wallets/backup", body={"destination": str(a_file)})[0] == 500
-    status, accepted = http("POST", f"{base}/api/wallets/backup", body={"destination": str(tmp_path / "b"), "async": True})
+    body = {"destination": str(tmp_path / "b"), "async": True}
+    status, accepted = http("POST", f"{base}/api/wallets/backup", body=body)
     assert status == 202
     cancelled_id = accepted["job_id"]
     wait_status(base, cancelled_id, {"running"})

@@ -13,7 +13,7 @@ import click
 
 from app.cli.http import Answer, Api, CliFailure, Refused, error_message
 from app.cli.output import emit_json, print_fields
-from app.cli.progress import Display, make_display
+from app.cli.progress import make_display
 from app.cli.session import Settings, fail, run
 
 ASYNC = {"Prefer": "respond-async"}

@@ -40,7 +40,8 @@ class Refused(CliFailure):
     """
 
     def __init__(self, status: int, body: Any, headers: Mapping[str, str] | None = None) -> None:
-        wants_token = status == 403 or (status == 401 and "bearer" in (headers or {}).get("WWW-Authenticate", "").lower())
+        asks_for_bearer = "bearer" in (headers or {}).get("WWW-Authenticate", "").lower()
+        wants_token = status == 403 or (status == 401 and asks_for_bearer)
         super().__init__(f"{error_message(body)} (HTTP {status})", 4 if wants_token else 1, body)
         self.status = status
 

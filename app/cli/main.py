@@ -36,7 +36,8 @@ def cli(ctx: click.Context, server: str, token: str | None, as_json: bool) -> No
 @click.option("--port", type=int, help="Port to listen on (default 8080).")
 @click.option("--data-dir", help="The Client_Data directory (default ./Client_Data).")
 @click.option("--config", "config_file", help="A TOML settings file (see app/default.toml).")
-@click.option("--log-level", type=click.Choice(LOG_LEVELS, case_sensitive=False), help="How much to log (default INFO).")
+@click.option("--log-level", type=click.Choice(LOG_LEVELS, case_sensitive=False),
+              help="How much to log (default INFO).")
 def serve(host: str | None, port: int | None, data_dir: str | None, config_file: str | None,
           log_level: str | None) -> None:
     """Run the server (the same as `python -m app`)."""
@@ -59,7 +60,7 @@ def wallets(ctx: click.Context) -> None:
     async def listing(api: Api) -> dict[str, Any]:
         body = (await api.call("GET", "/api/wallets/list")).body
         balances = await asyncio.gather(*(_balance_or_none(api, w) for w in body["wallets"]))
-        for wallet, balance in zip(body["wallets"], balances):
+        for wallet, balance in zip(body["wallets"], balances, strict=True):
             wallet["total_notes"] = balance and balance.get("total_notes")
             wallet["total_value"] = balance and balance.get("total_value")
         return body

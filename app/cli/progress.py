@@ -111,10 +111,14 @@ class RateEstimate:
             eta = 0
         return {
             "files": f"{done:,}/{total:,} files" if total else "",
-            "bytes": f"{decimal(bytes_done)}/{decimal(bytes_total)}" if bytes_total else (decimal(bytes_done) if bytes_done else ""),
+            "bytes": f"{decimal(bytes_done)}/{decimal(bytes_total)}" if bytes_total else _bytes(bytes_done),
             "rate": f"{decimal(int(rate))}/s" if rate else "",
             "eta": f"{format_seconds(eta)} left" if eta is not None else "",
         }
+
+
+def _bytes(count: int) -> str:
+    return decimal(count) if count else ""
 
 
 def format_seconds(seconds: float) -> str:
