@@ -106,8 +106,9 @@ def test_the_page_lists_wallets_and_shows_a_tricky_name_as_text(browser: Any, si
     rows = wait(browser, lambda d: (r := wallet_rows(d)) and len(r) >= 4 and r, what="the wallets")
     assert {"Default", "Big", XSS_NAME, "Huge"} <= set(rows)
     assert "active" in rows["Default"].text and "active" not in rows["Big"].text
-    big_cells = [cell.text for cell in rows["Big"].find_elements(By.TAG_NAME, "td")]
-    assert big_cells[2] == str(site["big"]) and big_cells[3] == f"{BIG_COINS:,}"
+    assert rows["Big"].find_elements(By.TAG_NAME, "td")[2].text == str(site["big"])
+    wait(browser, lambda d: wallet_rows(d)["Big"].find_element(By.CSS_SELECTOR, "td.coins").text == f"{BIG_COINS:,}",
+         what="the big wallet's balance")
     # The name is text: no <img> made of it anywhere, no script run, and the option shows it as typed.
     assert browser.find_elements(By.CSS_SELECTOR, "main img") == []
     assert rows[XSS_NAME].find_element(By.CSS_SELECTOR, "td.name").get_attribute("innerHTML") == (

@@ -108,7 +108,7 @@ class RateEstimate:
             if eta is None and progress > self._first[2]:
                 eta = elapsed * (100 - progress) / (progress - self._first[2])
         if job.get("status") in ("completed", "failed", "cancelled"):
-            eta = 0
+            eta = None  # nothing left: the bar says how it ended
         return {
             "files": f"{done:,}/{total:,} files" if total else "",
             "bytes": f"{decimal(bytes_done)}/{decimal(bytes_total)}" if bytes_total else _bytes(bytes_done),

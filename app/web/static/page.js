@@ -5,7 +5,7 @@
 
 const TOKEN_KEY = "cloudcoin-api-token";
 const FINAL = new Set(["completed", "failed", "cancelled"]);
-const state = { selected: null, followed: new Map(), rows: new Map() };
+const state = { selected: null, followed: new Map(), rows: new Map(), balances: new Map() };
 
 class ApiError extends Error {
   constructor(status, message) { super(message); this.status = status; }
@@ -77,22 +77,30 @@ function askForToken() {
 
 async function loadWallets() {
   const { data } = await api("GET", "/api/wallets/list");
-  const balances = await Promise.all(data.wallets.map((w) => w.online === false ? null
-    : api("GET", "/api/wallets/balance?wallet_path=" + encodeURIComponent(w.wallet_path)).then((r) => r.data, () => null)));
   if (!state.selected || !data.wallets.some((w) => w.wallet_path === state.selected)) {
     state.selected = (data.wallets.find((w) => w.active) || data.wallets[0] || {}).wallet_path || null;
   }
-  fill(document.querySelector("#wallets tbody"), data.wallets.map((w, i) => {
-    const b = balances[i];
+  // The list shows at once; each balance fills its row when it arrives (a big wallet takes a moment).
+  const rows = data.wallets.map((w) => {
+    const known = state.balances.get(w.wallet_path);
+    const coins = el("td", { className: "num coins" }, w.online === false ? "offline" : (known ? num(known.total_notes) : "…"));
+    const value = el("td", { className: "num value" }, known ? num(known.total_value) : "");
     const row = el("tr", { className: w.active ? "active" : "", dataset: { walletPath: w.wallet_path } },
       el("td", {}, w.active ? el("span", { className: "badge", title: "the active wallet" }, "active") : ""),
       el("td", { className: "name" }, w.wallet_name),
       el("td", { className: "path" }, w.wallet_path),
-      el("td", { className: "num" }, w.online === false ? "offline" : num(b && b.total_notes)),
-      el("td", { className: "num" }, num(b && b.total_value)));
+      coins, value);
     row.addEventListener("click", () => { state.selected = w.wallet_path; selectWallet(); loadBackups(); });
+    if (w.online !== false) {
+      api("GET", "/api/wallets/balance?wallet_path=" + encodeURIComponent(w.wallet_path)).then(({ data: b }) => {
+        state.balances.set(w.wallet_path, b);
+        coins.textContent = num(b.total_notes);
+        value.textContent = num(b.total_value);
+      }, () => { coins.textContent = "?"; });
+    }
     return row;
-  }));
+  });
+  fill(document.querySelector("#wallets tbody"), rows);
   const select = document.getElementById("backup-wallet");
   const chosen = select.value || state.selected;
   select.replaceChildren(...data.wallets.map((w) => el("option", { value: w.wallet_path }, w.wallet_name)));
