@@ -1,4 +1,5 @@
 """python -m app: parse flags, load the configuration, set up logging, serve until SIGINT/SIGTERM."""
+
 from __future__ import annotations
 
 import logging

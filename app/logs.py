@@ -1,4 +1,5 @@
 """The server's log: one formatted line per event, to stderr and Client_Data/logs/server.log."""
+
 from __future__ import annotations
 
 import logging

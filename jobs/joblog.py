@@ -1,4 +1,5 @@
 """The queue's log for people: one line when a job is queued, starts, and ends (how, why, after how long)."""
+
 from __future__ import annotations
 
 import logging
@@ -24,7 +25,7 @@ def finished(job: Job) -> None:
     if job.status is JobStatus.COMPLETED:
         log.info("job %s %s completed in %.1f s", job.id, job.kind, seconds)
     elif job.status is JobStatus.FAILED:
-        http_status = (job.error or {}).get("http_status", 500)
+        http_status = job.error["http_status"] if job.error else 500
         log.warning("job %s %s failed after %.1f s: %s (HTTP %s)", job.id, job.kind, seconds, job.message, http_status)
     else:
         where = "" if job.started_at else " while queued"

@@ -4,6 +4,7 @@ Every command is run for success, for a server error (printed on one line, exit 
 server that is not there (exit 3); --json output is parsed; the progress bar is drawn under a
 pseudo-terminal and Ctrl-C is answered there.
 """
+
 from __future__ import annotations
 
 import json
@@ -17,8 +18,9 @@ import sys
 import sysconfig
 import time
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -51,11 +53,24 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     stop_server(proc)
 
 
-def cli(*args: str, server: str | None = None, env: dict[str, str] | None = None, input: str | None = None,
-        timeout: float = 120, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+def cli(
+    *args: str,
+    server: str | None = None,
+    env: dict[str, str] | None = None,
+    input: str | None = None,
+    timeout: float = 120,
+    cwd: Path | None = None,
+) -> subprocess.CompletedProcess[str]:
     extra = {"CLOUDCOIN_SERVER": server} if server else {}
-    return subprocess.run([*command(), *args], capture_output=True, text=True, input=input, timeout=timeout,
-                          env=server_env({**extra, **(env or {})}), cwd=cwd)
+    return subprocess.run(
+        [*command(), *args],
+        capture_output=True,
+        text=True,
+        input=input,
+        timeout=timeout,
+        env=server_env({**extra, **(env or {})}),
+        cwd=cwd,
+    )
 
 
 def make_wallet(live: dict[str, Any], name: str, coins: int = 5) -> Path:
@@ -111,22 +126,62 @@ def test_version_and_help() -> None:
     assert result.returncode == 0
     assert re.fullmatch(r"cloudcoin-wallet \d+\.\d+\.\d+\S*\n", result.stdout), result.stdout
     helptext = cli("--help").stdout
-    for name in ("serve", "wallets", "balance", "backup", "verify", "restore", "rename", "backups", "plans",
-                 "jobs", "job", "cancel", "login", "logout"):
+    for name in (
+        "serve",
+        "wallets",
+        "balance",
+        "backup",
+        "verify",
+        "restore",
+        "rename",
+        "backups",
+        "plans",
+        "jobs",
+        "job",
+        "cancel",
+        "login",
+        "logout",
+    ):
         assert re.search(rf"^\s+{name}\s", helptext, re.M), name
 
 
-@pytest.mark.parametrize("args", [("bogus",), ("backup",), ("wallets", "--nope"), ("rename", "OnlyOne"),
-                                  ("job",), ("verify",), ("jobs", "--limit", "0")])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("bogus",),
+        ("backup",),
+        ("wallets", "--nope"),
+        ("rename", "OnlyOne"),
+        ("job",),
+        ("verify",),
+        ("jobs", "--limit", "0"),
+    ],
+)
 def test_usage_errors_exit_2(args: tuple[str, ...]) -> None:
     result = cli(*args, server="http://127.0.0.1:9")
     assert result.returncode == 2, (result.stdout, result.stderr)
 
 
-@pytest.mark.parametrize("args", [("wallets",), ("balance",), ("backup", "--to", "/tmp/x"), ("verify", "/tmp/x.zip"),
-                                  ("restore", "/tmp/x.zip"), ("rename", "A", "B"), ("backups",), ("plans",),
-                                  ("plans", "run", "p_1"), ("plans", "rm", "p_1"), ("jobs",), ("job", "abc"),
-                                  ("job", "abc", "--follow"), ("cancel", "abc"), ("logout",)])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("wallets",),
+        ("balance",),
+        ("backup", "--to", "/tmp/x"),
+        ("verify", "/tmp/x.zip"),
+        ("restore", "/tmp/x.zip"),
+        ("rename", "A", "B"),
+        ("backups",),
+        ("plans",),
+        ("plans", "run", "p_1"),
+        ("plans", "rm", "p_1"),
+        ("jobs",),
+        ("job", "abc"),
+        ("job", "abc", "--follow"),
+        ("cancel", "abc"),
+        ("logout",),
+    ],
+)
 def test_unreachable_server_exits_3_saying_how_to_start_it(args: tuple[str, ...]) -> None:
     result = cli(*args, server=f"http://127.0.0.1:{free_port()}")
     assert result.returncode == 3, (result.stdout, result.stderr)
@@ -142,8 +197,12 @@ def test_server_option_beats_the_environment(live: dict[str, Any]) -> None:
 
 def test_serve_runs_the_server(tmp_path: Path) -> None:
     port = free_port()
-    proc = subprocess.Popen([*command(), "serve", "--port", str(port), "--data-dir", str(tmp_path / "CD")],
-                            env=server_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [*command(), "serve", "--port", str(port), "--data-dir", str(tmp_path / "CD")],
+        env=server_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 15
         while True:
@@ -267,8 +326,11 @@ def test_detach_then_job_follow_and_job(live: dict[str, Any]) -> None:
     unknown = cli("job", "0" * 32, server=live["base"])
     assert unknown.returncode == 1
     one_line_error(unknown, "(HTTP 404)")
-    detached_json = json.loads(cli("--json", "backup", "Detached", "--to", str(live["root"] / "detached"),
-                                   "--detach", server=live["base"]).stdout)
+    detached_json = json.loads(
+        cli(
+            "--json", "backup", "Detached", "--to", str(live["root"] / "detached"), "--detach", server=live["base"]
+        ).stdout
+    )
     assert detached_json["status_url"] == f"/api/jobs/{detached_json['job_id']}"
 
 
@@ -315,8 +377,12 @@ def test_jobs_table_json_and_watch(live: dict[str, Any]) -> None:
     body = json.loads(cli("--json", "jobs", "--limit", "1000", server=live["base"]).stdout)
     assert job_id in [job["id"] for job in body["jobs"]]
 
-    watch = subprocess.Popen([*command(), "--json", "jobs", "--watch"], stdout=subprocess.PIPE, text=True,
-                             env=server_env({"CLOUDCOIN_SERVER": live["base"]}))
+    watch = subprocess.Popen(
+        [*command(), "--json", "jobs", "--watch"],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=server_env({"CLOUDCOIN_SERVER": live["base"]}),
+    )
     first = watch.stdout.readline()
     watch.send_signal(signal.SIGINT)
     assert watch.wait(timeout=10) == 0, "Ctrl-C is --watch's normal end"
@@ -345,9 +411,13 @@ def test_cancel(live: dict[str, Any]) -> None:
 def test_ctrl_c_without_a_terminal_leaves_the_job_running_and_exits_130(live: dict[str, Any]) -> None:
     if not (live["data_dir"] / "Wallets" / "Huge").exists():
         make_huge_wallet(live, "Huge")
-    proc = subprocess.Popen([*command(), "backup", "Huge", "--to", str(live["root"] / "huge")],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=server_env({"CLOUDCOIN_SERVER": live["base"]}))
+    proc = subprocess.Popen(
+        [*command(), "backup", "Huge", "--to", str(live["root"] / "huge")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=server_env({"CLOUDCOIN_SERVER": live["base"]}),
+    )
     job_id = wait_for_running_job(live["base"], "Huge")
     time.sleep(0.5)  # the client is following the stream
     proc.send_signal(signal.SIGINT)
@@ -420,8 +490,10 @@ class Terminal:
 
 def test_progress_bar_on_a_terminal_reaches_100_and_ends_with_the_result(live: dict[str, Any]) -> None:
     make_wallet(live, "Barred", coins=3000)
-    terminal = Terminal([*command(), "backup", "Barred", "--to", str(live["root"] / "barred")],
-                        server_env({"CLOUDCOIN_SERVER": live["base"]}))
+    terminal = Terminal(
+        [*command(), "backup", "Barred", "--to", str(live["root"] / "barred")],
+        server_env({"CLOUDCOIN_SERVER": live["base"]}),
+    )
     assert terminal.finish(timeout=120) == 0, terminal.output[-3000:]
     screen = ANSI.sub("", terminal.output)
     assert "━" in screen, "a bar was drawn"
@@ -435,8 +507,10 @@ def test_progress_bar_on_a_terminal_reaches_100_and_ends_with_the_result(live: d
 
 def test_ctrl_c_on_a_terminal_asks_and_cancels(live: dict[str, Any]) -> None:
     make_huge_wallet(live, "HugeAsked")
-    terminal = Terminal([*command(), "backup", "HugeAsked", "--to", str(live["root"] / "asked")],
-                        server_env({"CLOUDCOIN_SERVER": live["base"]}))
+    terminal = Terminal(
+        [*command(), "backup", "HugeAsked", "--to", str(live["root"] / "asked")],
+        server_env({"CLOUDCOIN_SERVER": live["base"]}),
+    )
     terminal.read_until(r"━")
     job_id = wait_for_running_job(live["base"], "HugeAsked")
     os.killpg(terminal.proc.pid, signal.SIGINT)  # what the terminal sends on Ctrl-C
@@ -450,8 +524,10 @@ def test_ctrl_c_on_a_terminal_asks_and_cancels(live: dict[str, Any]) -> None:
 
 def test_ctrl_c_on_a_terminal_can_leave_the_job_running(live: dict[str, Any]) -> None:
     make_huge_wallet(live, "HugeLeft")
-    terminal = Terminal([*command(), "backup", "HugeLeft", "--to", str(live["root"] / "left")],
-                        server_env({"CLOUDCOIN_SERVER": live["base"]}))
+    terminal = Terminal(
+        [*command(), "backup", "HugeLeft", "--to", str(live["root"] / "left")],
+        server_env({"CLOUDCOIN_SERVER": live["base"]}),
+    )
     terminal.read_until(r"━")
     job_id = wait_for_running_job(live["base"], "HugeLeft")
     os.killpg(terminal.proc.pid, signal.SIGINT)

@@ -4,6 +4,7 @@ One line per request (method, path, status, duration; never a query or a passwor
 event (queued, started, completed / failed with its reason / cancelled, with durations), a startup line
 with the version, data dir, address and limits, a line at shutdown, and nothing unformatted.
 """
+
 from __future__ import annotations
 
 import re
@@ -68,14 +69,21 @@ def test_the_log_of_requests_and_of_a_failed_and_a_cancelled_job(tmp_path: Path)
     text = "\n".join(lines)
     assert "secret" not in text, "no password, no query string"
 
-    assert re.search(rf"CloudCoin Wallet Server {re.escape(__version__)} serving http://127\.0\.0\.1:{port} "
-                     rf"with data in {re.escape(str(data_dir))}; workers 2, threads 4, max queued 1000", text)
+    assert re.search(
+        rf"CloudCoin Wallet Server {re.escape(__version__)} serving http://127\.0\.0\.1:{port} "
+        rf"with data in {re.escape(str(data_dir))}; workers 2, threads 4, max queued 1000",
+        text,
+    )
     assert re.search(r"INFO\s+app: CloudCoin Wallet Server stopped after \d+\.\d s$", lines[-1]), lines[-1]
 
     assert re.search(rf"job {failed_id} wallet-backup queued on {re.escape(str(default))}$", text, re.M)
     assert re.search(rf"job {failed_id} wallet-backup started on .+ \(\d+\.\d s in the queue\)$", text, re.M)
-    assert re.search(rf"WARNING\s+jobs: job {failed_id} wallet-backup failed after \d+\.\d s: "
-                     r"Cannot create backup directory \(HTTP 500\)$", text, re.M)
+    assert re.search(
+        rf"WARNING\s+jobs: job {failed_id} wallet-backup failed after \d+\.\d s: "
+        r"Cannot create backup directory \(HTTP 500\)$",
+        text,
+        re.M,
+    )
     assert re.search(rf"INFO\s+jobs: job {cancelled_id} wallet-backup cancelled after \d+\.\d s$", text, re.M)
     assert not re.search(rf"job {cancelled_id} .*completed", text)
 

@@ -1,4 +1,5 @@
 """The package as it ships: a wheel built offline from a copy of the sources, and what it must hold."""
+
 from __future__ import annotations
 
 import re
@@ -25,16 +26,39 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> zipfile.ZipFile:
         shutil.copytree(REPO / package, source / package, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     out = tmp_path_factory.mktemp("dist")
     # No build isolation: the build uses this environment's setuptools and never reaches the network.
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
-                    "--no-index", "-w", str(out), str(source)], check=True, capture_output=True, timeout=300)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "-w",
+            str(out),
+            str(source),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     (path,) = out.glob("*.whl")
     return zipfile.ZipFile(path)
 
 
 def test_the_wheel_holds_the_code_the_page_the_defaults_and_the_license(wheel: zipfile.ZipFile) -> None:
     names = set(wheel.namelist())
-    for required in ("app/__main__.py", "app/cli/main.py", "app/default.toml", "app/web/static/index.html",
-                     "app/web/static/page.js", "app/web/static/page.css", "jobs/runner.py"):
+    for required in (
+        "app/__main__.py",
+        "app/cli/main.py",
+        "app/default.toml",
+        "app/web/static/index.html",
+        "app/web/static/page.js",
+        "app/web/static/page.css",
+        "jobs/runner.py",
+    ):
         assert required in names, required
     assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names), sorted(names)[-10:]
     assert not [n for n in names if n.startswith(("tests/", "bench/"))]
@@ -55,7 +79,8 @@ def test_the_version_is_written_in_one_place() -> None:
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     assert "version" not in project and "version" in project["dynamic"]
     assert re.search(rf"^## {re.escape(__version__)} ", (REPO / "CHANGELOG.md").read_text(), re.M), (
-        "the CHANGELOG starts with this release")
+        "the CHANGELOG starts with this release"
+    )
 
 
 def test_build_output_is_ignored() -> None:

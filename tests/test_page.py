@@ -3,6 +3,7 @@
 Nothing here downloads a browser or a driver: Selenium is pointed at the system's binaries (and told to
 stay offline); without them the tests skip, saying why. The server is the real `python -m app`.
 """
+
 from __future__ import annotations
 
 import os
@@ -10,8 +11,9 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -21,8 +23,9 @@ from tests.test_e2e import REPO, http, start_server, stop_server
 CHROMIUM = next((p for p in ("/usr/bin/chromium", "/usr/bin/chromium-browser") if os.path.exists(p)), None)
 CHROMEDRIVER = shutil.which("chromedriver") or next((p for p in ("/usr/bin/chromedriver",) if os.path.exists(p)), None)
 if CHROMIUM is None or CHROMEDRIVER is None:
-    pytest.skip("no chromium and chromium-driver installed (apt-get install chromium chromium-driver)",
-                allow_module_level=True)
+    pytest.skip(
+        "no chromium and chromium-driver installed (apt-get install chromium chromium-driver)", allow_module_level=True
+    )
 webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is in the test extra: pip install -e '.[test]'")
 from selenium.common.exceptions import NoAlertPresentException  # noqa: E402
 from selenium.webdriver.chrome.service import Service  # noqa: E402
@@ -51,9 +54,19 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     profile = tmp_path_factory.mktemp("chromium-profile")
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--disable-dev-shm-usage", f"--user-data-dir={profile}", "--window-size=1280,1100"):
+    for flag in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-dev-shm-usage",
+        f"--user-data-dir={profile}",
+        "--window-size=1280,1100",
+    ):
         options.add_argument(flag)
     driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
     driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": NO_ALERTS})
@@ -62,8 +75,19 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 
 
 def make_big_wallet(wallets_dir: Path, name: str, coins: int) -> Path:
-    subprocess.run([sys.executable, str(REPO / "bench" / "make_wallet.py"), str(coins), "--dest", str(wallets_dir),
-                    "--name", name], check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "bench" / "make_wallet.py"),
+            str(coins),
+            "--dest",
+            str(wallets_dir),
+            "--name",
+            name,
+        ],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
     return wallets_dir / name
 
 
@@ -91,8 +115,10 @@ def wait(driver: Any, condition: Callable[[Any], Any], timeout: float = 30, what
 
 
 def wallet_rows(driver: Any) -> dict[str, Any]:
-    return {row.find_element(By.CSS_SELECTOR, "td.name").text: row
-            for row in driver.find_elements(By.CSS_SELECTOR, "#wallets tbody tr")}
+    return {
+        row.find_element(By.CSS_SELECTOR, "td.name").text: row
+        for row in driver.find_elements(By.CSS_SELECTOR, "#wallets tbody tr")
+    }
 
 
 def no_alert(driver: Any) -> None:
@@ -107,12 +133,16 @@ def test_the_page_lists_wallets_and_shows_a_tricky_name_as_text(browser: Any, si
     assert {"Default", "Big", XSS_NAME, "Huge"} <= set(rows)
     assert "active" in rows["Default"].text and "active" not in rows["Big"].text
     assert rows["Big"].find_elements(By.TAG_NAME, "td")[2].text == str(site["big"])
-    wait(browser, lambda d: wallet_rows(d)["Big"].find_element(By.CSS_SELECTOR, "td.coins").text == f"{BIG_COINS:,}",
-         what="the big wallet's balance")
+    wait(
+        browser,
+        lambda d: wallet_rows(d)["Big"].find_element(By.CSS_SELECTOR, "td.coins").text == f"{BIG_COINS:,}",
+        what="the big wallet's balance",
+    )
     # The name is text: no <img> made of it anywhere, no script run, and the option shows it as typed.
     assert browser.find_elements(By.CSS_SELECTOR, "main img") == []
     assert rows[XSS_NAME].find_element(By.CSS_SELECTOR, "td.name").get_attribute("innerHTML") == (
-        "&lt;img src=x onerror=alert(1)&gt;")
+        "&lt;img src=x onerror=alert(1)&gt;"
+    )
     assert XSS_NAME in [o.text for o in Select(browser.find_element(By.ID, "backup-wallet")).options]
     time.sleep(0.5)  # an onerror would have fired by now
     no_alert(browser)
@@ -127,12 +157,16 @@ def test_a_backup_from_the_form_shows_a_moving_bar_that_ends_completed(browser: 
     browser.find_element(By.ID, "backup-destination").send_keys(str(destination))
     browser.find_element(By.ID, "backup-submit").click()
 
-    job_id = wait(browser, lambda d: (t := d.find_element(By.ID, "backup-message").text).startswith("started job")
-                  and t.split()[-1], what="the job id")
+    job_id = wait(
+        browser,
+        lambda d: (t := d.find_element(By.ID, "backup-message").text).startswith("started job") and t.split()[-1],
+        what="the job id",
+    )
     completed = f'#jobs tr[data-job-id="{job_id}"][data-status="completed"]'
     row = wait(browser, lambda d: d.find_element(By.CSS_SELECTOR, completed), timeout=120, what="the completed job")
-    seen = [(progress, status) for jid, progress, status in browser.execute_script("return window.__seen")
-            if jid == job_id]
+    seen = [
+        (progress, status) for jid, progress, status in browser.execute_script("return window.__seen") if jid == job_id
+    ]
     progresses = [progress for progress, _ in seen]
     assert any(0 < p < 100 for p in progresses), f"the bar never moved between 0 and 100: {sorted(set(progresses))}"
     assert progresses == sorted(progresses), "the bar never goes back"
@@ -147,13 +181,19 @@ def test_a_backup_from_the_form_shows_a_moving_bar_that_ends_completed(browser: 
 
 def test_the_cancel_button_stops_a_running_backup(browser: Any, site: dict[str, Any]) -> None:
     destination = site["root"] / "cancelled"
-    status, accepted = http("POST", f"{site['base']}/api/wallets/backup",
-                            body={"wallet_path": str(site["huge"]), "destination": str(destination), "async": True})
+    status, accepted = http(
+        "POST",
+        f"{site['base']}/api/wallets/backup",
+        body={"wallet_path": str(site["huge"]), "destination": str(destination), "async": True},
+    )
     assert status == 202, accepted
     job_id = accepted["job_id"]
     browser.get(site["base"] + "/")
-    button = wait(browser, lambda d: d.find_element(By.CSS_SELECTOR, f'#jobs tr[data-job-id="{job_id}"] button.cancel'),
-                  what="the cancel button of the running job")
+    button = wait(
+        browser,
+        lambda d: d.find_element(By.CSS_SELECTOR, f'#jobs tr[data-job-id="{job_id}"] button.cancel'),
+        what="the cancel button of the running job",
+    )
     button.click()
     cancelled = f'#jobs tr[data-job-id="{job_id}"][data-status="cancelled"]'
     wait(browser, lambda d: d.find_element(By.CSS_SELECTOR, cancelled), what="the cancelled job")
@@ -167,8 +207,9 @@ def test_with_a_token_the_page_asks_once_and_follows_jobs_with_it(browser: Any, 
     try:
         write_coins(data_dir / "Wallets" / "Default" / "Bank", range(1, 50))
         browser.get(base + "/")
-        token_input = wait(browser, lambda d: (e := d.find_element(By.ID, "token-input")).is_displayed() and e,
-                           what="the token form")
+        token_input = wait(
+            browser, lambda d: (e := d.find_element(By.ID, "token-input")).is_displayed() and e, what="the token form"
+        )
         token_input.send_keys("page-token-123")
         browser.find_element(By.CSS_SELECTOR, "#token-form button").click()
         wait(browser, lambda d: "Default" in wallet_rows(d), what="the wallets after the token")
@@ -178,8 +219,12 @@ def test_with_a_token_the_page_asks_once_and_follows_jobs_with_it(browser: Any, 
 
         browser.find_element(By.ID, "backup-destination").send_keys(str(tmp_path / "token-backups"))
         browser.find_element(By.ID, "backup-submit").click()
-        wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, '#jobs tr[data-status="completed"]'), timeout=60,
-             what="the job followed over a streaming fetch with the token")
+        wait(
+            browser,
+            lambda d: d.find_elements(By.CSS_SELECTOR, '#jobs tr[data-status="completed"]'),
+            timeout=60,
+            what="the job followed over a streaming fetch with the token",
+        )
         browser.refresh()  # same tab: the token is kept, the page does not ask again
         wait(browser, lambda d: "Default" in wallet_rows(d), what="the wallets after a reload")
         assert not browser.find_element(By.ID, "token-form").is_displayed()

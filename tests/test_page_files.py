@@ -1,4 +1,5 @@
 """The status page's own files: served without a token, with a strict content policy; the API keeps its rules."""
+
 from __future__ import annotations
 
 from typing import Any

@@ -1,4 +1,5 @@
 """The README works as written: its example session runs as a script, and what it promises a newcomer holds."""
+
 from __future__ import annotations
 
 import json
@@ -33,14 +34,25 @@ def json_lines(output: str) -> list[dict[str, Any]]:
     return found
 
 
-@pytest.mark.skipif(not (REPO / ".venv" / "bin" / "cloudcoin-wallet").exists(),
-                    reason="the session uses the project's environment, .venv (made by make run / make test)")
+@pytest.mark.skipif(
+    not (REPO / ".venv" / "bin" / "cloudcoin-wallet").exists(),
+    reason="the session uses the project's environment, .venv (made by make run / make test)",
+)
 def test_the_example_session_runs_as_written(tmp_path: Path) -> None:
     port = free_port()
-    env = server_env({"HOME": str(tmp_path), "CLOUDCOIN_PORT": str(port), "CLOUDCOIN_SERVER": f"http://127.0.0.1:{port}"})
+    env = server_env(
+        {"HOME": str(tmp_path), "CLOUDCOIN_PORT": str(port), "CLOUDCOIN_SERVER": f"http://127.0.0.1:{port}"}
+    )
     env.pop("PYTHONPATH", None)  # exactly a newcomer's shell: the installed environment, nothing else
-    proc = subprocess.Popen(["bash", "-euo", "pipefail", "-c", example_session()], cwd=REPO, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        ["bash", "-euo", "pipefail", "-c", example_session()],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     try:
         out, err = proc.communicate(timeout=240)
     finally:
@@ -51,8 +63,9 @@ def test_the_example_session_runs_as_written(tmp_path: Path) -> None:
     assert proc.returncode == 0, f"{out[-3000:]}\n{err[-3000:]}"
 
     bodies = json_lines(out)
-    assert not [b for b in bodies if b.get("success") is False or b.get("error") is True
-                or b.get("status") == "error"], "no step was refused"
+    assert not [
+        b for b in bodies if b.get("success") is False or b.get("error") is True or b.get("status") == "error"
+    ], "no step was refused"
     balance = next(b for b in bodies if b.get("command") == "wallet-balance")
     assert balance["total_notes"] == 1000
     first, *_ = [b for b in bodies if b.get("command") == "wallet-backup"]
@@ -68,10 +81,20 @@ def test_the_example_session_runs_as_written(tmp_path: Path) -> None:
 
 
 def test_the_readme_says_what_a_newcomer_needs() -> None:
-    for promise in (".venv/bin/python -m app", ".venv/bin/cloudcoin-wallet", "zip_path", "job_id",
-                    "Only the last folder of the destination is created", "allowed_origins", "file://",
-                    '{"error": true, "message"', '{"status": "error", "error"', '{"success": false, "error"',
-                    "--log-level", "--version"):
+    for promise in (
+        ".venv/bin/python -m app",
+        ".venv/bin/cloudcoin-wallet",
+        "zip_path",
+        "job_id",
+        "Only the last folder of the destination is created",
+        "allowed_origins",
+        "file://",
+        '{"error": true, "message"',
+        '{"status": "error", "error"',
+        '{"success": false, "error"',
+        "--log-level",
+        "--version",
+    ):
         assert promise in README, promise
     assert "../shared" not in README
 

@@ -1,4 +1,5 @@
 """python -m app.cli: the same as the `cloudcoin-wallet` console script."""
+
 from app.cli.main import main
 
 if __name__ == "__main__":

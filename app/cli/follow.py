@@ -3,11 +3,13 @@
 Ctrl-C while following: on a terminal the user chooses between cancelling the job and leaving it
 running; without one the job is left running. Leaving it exits 130 and prints the job id.
 """
+
 from __future__ import annotations
 
 import asyncio
 import sys
-from typing import Any, Awaitable, Callable, NoReturn
+from collections.abc import Awaitable, Callable
+from typing import Any, NoReturn
 
 import click
 

@@ -1,9 +1,11 @@
 """The client's only way to the server: JSON calls and a job's event stream over aiohttp's client."""
+
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
-from typing import Any, AsyncIterator, Mapping
+from typing import Any
 
 import aiohttp
 
@@ -99,9 +101,7 @@ class Api:
     ) -> Answer:
         url = self.server + path
         try:
-            async with self.session.request(
-                method, url, params=params, json=json_body, headers=headers
-            ) as response:
+            async with self.session.request(method, url, params=params, json=json_body, headers=headers) as response:
                 text = await response.text()
                 body = _decode(text)
                 if response.status >= 400:
@@ -138,13 +138,13 @@ class Api:
 
 
 async def _parse_stream(content: aiohttp.StreamReader) -> AsyncIterator[tuple[str, dict[str, Any]]]:
-    event_id, data = "", []
+    event_id, data = "", list[str]()
     async for raw in content:
         line = raw.decode("utf-8").rstrip("\r\n")
         if not line:
             if data:
                 yield event_id, json.loads("\n".join(data))
-            event_id, data = "", []
+            event_id, data = "", list[str]()
         elif line.startswith(":"):
             continue  # keep-alive comment
         else:

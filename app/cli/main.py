@@ -1,4 +1,5 @@
 """The `cloudcoin-wallet` command group: global options, the server, wallets, jobs and the login key."""
+
 from __future__ import annotations
 
 import asyncio
@@ -19,10 +20,19 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.option("--server", envvar="CLOUDCOIN_SERVER", default=DEFAULT_SERVER, show_default=True,
-              help="The server's URL (env CLOUDCOIN_SERVER).")
-@click.option("--token", envvar="CLOUDCOIN_API_TOKEN", default=None,
-              help="API token (prefer the env CLOUDCOIN_API_TOKEN: a command line is visible to other users).")
+@click.option(
+    "--server",
+    envvar="CLOUDCOIN_SERVER",
+    default=DEFAULT_SERVER,
+    show_default=True,
+    help="The server's URL (env CLOUDCOIN_SERVER).",
+)
+@click.option(
+    "--token",
+    envvar="CLOUDCOIN_API_TOKEN",
+    default=None,
+    help="API token (prefer the env CLOUDCOIN_API_TOKEN: a command line is visible to other users).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the JSON body and nothing else.")
 @click.version_option(__version__, prog_name="cloudcoin-wallet", message="%(prog)s %(version)s")
 @click.pass_context
@@ -36,16 +46,23 @@ def cli(ctx: click.Context, server: str, token: str | None, as_json: bool) -> No
 @click.option("--port", type=int, help="Port to listen on (default 8080).")
 @click.option("--data-dir", help="The Client_Data directory (default ./Client_Data).")
 @click.option("--config", "config_file", help="A TOML settings file (see app/default.toml).")
-@click.option("--log-level", type=click.Choice(LOG_LEVELS, case_sensitive=False),
-              help="How much to log (default INFO).")
-def serve(host: str | None, port: int | None, data_dir: str | None, config_file: str | None,
-          log_level: str | None) -> None:
+@click.option(
+    "--log-level", type=click.Choice(LOG_LEVELS, case_sensitive=False), help="How much to log (default INFO)."
+)
+def serve(
+    host: str | None, port: int | None, data_dir: str | None, config_file: str | None, log_level: str | None
+) -> None:
     """Run the server (the same as `python -m app`)."""
     from app.__main__ import main as serve_main  # the only command that is not an HTTP client
 
     argv: list[str] = []
-    for flag, value in (("--host", host), ("--port", port), ("--data-dir", data_dir), ("--config", config_file),
-                        ("--log-level", log_level)):
+    for flag, value in (
+        ("--host", host),
+        ("--port", port),
+        ("--data-dir", data_dir),
+        ("--config", config_file),
+        ("--log-level", log_level),
+    ):
         if value is not None:
             argv += [flag, str(value)]
     serve_main(argv)
@@ -69,8 +86,13 @@ def wallets(ctx: click.Context) -> None:
     if settings.as_json:
         return emit_json(body)
     rows = [
-        ("*" if w.get("active") else "", w["wallet_name"], w["wallet_path"],
-         number(w["total_notes"]) if w.get("online", True) else "offline", number(w["total_value"]))
+        (
+            "*" if w.get("active") else "",
+            w["wallet_name"],
+            w["wallet_path"],
+            number(w["total_notes"]) if w.get("online", True) else "offline",
+            number(w["total_value"]),
+        )
         for w in body["wallets"]
     ]
     print_table(None, ("Active", "Name", "Path", "Coins", "Value"), rows)
@@ -94,8 +116,10 @@ def balance(ctx: click.Context, wallet: str | None) -> None:
     body = run(settings, lambda api: api.call("GET", "/api/wallets/balance", params=params_of(wallet_path=wallet))).body
     if settings.as_json:
         return emit_json(body)
-    rows = [(folder.title(), number(body.get(f"{folder}_notes")), number(body.get(f"{folder}_value")))
-            for folder in ("bank", "fracked", "limbo", "total")]
+    rows = [
+        (folder.title(), number(body.get(f"{folder}_notes")), number(body.get(f"{folder}_value")))
+        for folder in ("bank", "fracked", "limbo", "total")
+    ]
     print_table(f"{body['wallet_name']}  ({body['wallet_path']})", ("Folder", "Coins", "Value"), rows)
     denominations = ", ".join(f"{k}: {v}" for k, v in (body.get("denominations") or {}).items())
     click.echo(f"denominations: {denominations or 'none'}")
@@ -111,8 +135,10 @@ def balance(ctx: click.Context, wallet: str | None) -> None:
 def rename(ctx: click.Context, wallet: str, new_name: str) -> None:
     """Rename WALLET's folder and registry entry to NEW_NAME."""
     settings = settings_of(ctx)
-    body = run(settings, lambda api: api.call(
-        "POST", "/api/wallets/rename", json_body={"wallet_path": wallet, "new_name": new_name})).body
+    body = run(
+        settings,
+        lambda api: api.call("POST", "/api/wallets/rename", json_body={"wallet_path": wallet, "new_name": new_name}),
+    ).body
     emit_json(body) if settings.as_json else print_fields(body)
 
 
@@ -150,8 +176,18 @@ def jobs_command(ctx: click.Context, watch: bool, limit: int) -> None:
 
 
 def _jobs_table(body: dict[str, Any]) -> Any:
-    rows = [(j["id"], j["kind"], j["status"], f"{j['progress']}%", j.get("message", ""), j.get("wallet_path", ""),
-             j.get("created_at", "")) for j in body["jobs"]]
+    rows = [
+        (
+            j["id"],
+            j["kind"],
+            j["status"],
+            f"{j['progress']}%",
+            j.get("message", ""),
+            j.get("wallet_path", ""),
+            j.get("created_at", ""),
+        )
+        for j in body["jobs"]
+    ]
     return table(None, ("ID", "Kind", "Status", "Progress", "Message", "Wallet", "Created"), rows)
 
 

@@ -1,9 +1,11 @@
 """What the client prints on stdout: JSON bodies for --json, else tables and `name: value` lines for people."""
+
 from __future__ import annotations
 
 import json
 import sys
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import click
 from rich.console import Console

@@ -1,4 +1,5 @@
 """How a followed job shows on stderr: a live bar on a terminal, one line per phase otherwise, nothing with --json."""
+
 from __future__ import annotations
 
 import sys
@@ -51,8 +52,11 @@ class PhaseLines:
         phase = phase_of(job)
         if phase != self._phase:
             self._phase = phase
-            print(f"{job.get('kind', 'job')} {job.get('id', '')}: {phase} ({job.get('progress', 0)}%)",
-                  file=sys.stderr, flush=True)
+            print(
+                f"{job.get('kind', 'job')} {job.get('id', '')}: {phase} ({job.get('progress', 0)}%)",
+                file=sys.stderr,
+                flush=True,
+            )
 
     def close(self) -> None:
         pass
@@ -94,7 +98,7 @@ class RateEstimate:
     def __init__(self) -> None:
         self._first: tuple[float, int, int] | None = None  # (time, bytes_done, progress)
 
-    def fields(self, job: dict[str, Any]) -> dict[str, str]:
+    def fields(self, job: dict[str, Any]) -> dict[str, Any]:
         done, total = job.get("done") or 0, job.get("total") or 0
         bytes_done, bytes_total = job.get("bytes_done") or 0, job.get("bytes_total") or 0
         now, progress = time.monotonic(), int(job.get("progress") or 0)
@@ -126,4 +130,3 @@ def format_seconds(seconds: float) -> str:
     minutes, sec = divmod(seconds, 60)
     hours, minutes = divmod(minutes, 60)
     return f"{hours}:{minutes:02d}:{sec:02d}" if hours else f"{minutes}:{sec:02d}"
-

@@ -1,10 +1,12 @@
 """One command's settings and its way of running: asyncio for the calls, cli.md's exit status for failures."""
+
 from __future__ import annotations
 
 import asyncio
 import sys
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, NoReturn, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import click
 

@@ -1,10 +1,11 @@
 """One log line per request for people: method, path, status, duration; never the query (it may hold a secret)."""
+
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 

@@ -1,4 +1,5 @@
 """The status page's own files (GET / and /static/<name>): shipped in the package, holding no data."""
+
 from __future__ import annotations
 
 from pathlib import Path
