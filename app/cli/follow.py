@@ -128,7 +128,9 @@ def _heading(job: dict[str, Any], result: dict[str, Any]) -> str | None:
     if result.get("message"):
         return None
     kind = job.get("kind") or result.get("command") or "job"
-    return f"{kind} completed"
+    # A plan run's job completes whatever the run's outcome: the heading says the run's own status.
+    outcome = result.get("status") if isinstance(result.get("status"), str) else "completed"
+    return f"{kind} {outcome}"
 
 
 def _no_json(settings: Settings) -> Settings:
