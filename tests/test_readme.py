@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 from pathlib import Path
@@ -34,6 +35,7 @@ def json_lines(output: str) -> list[dict[str, Any]]:
     return found
 
 
+@pytest.mark.skipif(shutil.which("curl") is None, reason="the session calls the API with curl (apt-get install curl)")
 @pytest.mark.skipif(
     not (REPO / ".venv" / "bin" / "cloudcoin-wallet").exists(),
     reason="the session uses the project's environment, .venv (made by make run / make test)",
