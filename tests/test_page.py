@@ -231,3 +231,33 @@ def test_with_a_token_the_page_asks_once_and_follows_jobs_with_it(browser: Any, 
     finally:
         browser.execute_script("sessionStorage.clear()")
         stop_server(proc)
+
+
+def test_plans_and_known_backups_are_shown(browser: Any, site: dict[str, Any]) -> None:
+    base = site["base"]
+    if http("GET", f"{base}/api/backup-plans")[0] == 404:
+        pytest.skip("this build has no backup plan endpoints (/api/backup-plans, /api/wallets/backups)")
+    usb, cloud = site["root"] / "usb", site["root"] / "unplugged" / "cloud"
+    usb.mkdir()
+    plan = {"name": "<b>Nightly</b>", "wallet_path": str(site["tricky"]), "destinations": [str(usb), str(cloud)],
+            "schedule": "30 2 * * *"}  # fmt: skip
+    status, created = http("POST", f"{base}/api/backup-plans", body=plan)
+    assert status == 201, created
+    status, record = http("POST", f"{base}/api/backup-plans/{created['id']}/run", body={})
+    assert status == 200 and record["status"] == "partial", record
+
+    browser.get(base + "/")
+    row = wait(browser, lambda d: d.find_element(By.CSS_SELECTOR, f'#plans tr[data-plan-id="{created["id"]}"]'),
+               what="the plan")  # fmt: skip
+    cells = row.find_elements(By.TAG_NAME, "td")
+    assert cells[0].text == "<b>Nightly</b>" and row.find_elements(By.TAG_NAME, "b") == []
+    assert cells[2].text == "30 2 * * *" and cells[3].text, "schedule and next run"
+    assert cells[4].text.startswith("partial")
+    assert f"{usb}: completed" in cells[4].text and f"{cloud}: failed" in cells[4].text
+
+    wait(browser, lambda d: XSS_NAME in wallet_rows(d), what="the wallets")
+    wallet_rows(browser)[XSS_NAME].click()  # its known backups
+    archive = next(usb.glob("*.zip"))
+    wait(browser, lambda d: str(archive) in d.find_element(By.ID, "backups").text, what="the known backup")
+    assert browser.find_element(By.ID, "backups-wallet").text == XSS_NAME
+    no_alert(browser)
