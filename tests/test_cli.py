@@ -252,6 +252,17 @@ def test_balance(live: dict[str, Any]) -> None:
     assert as_json.returncode == 1 and json.loads(as_json.stdout)["code"] == 404
 
 
+def test_names_with_terminal_markup_are_printed_as_typed(live: dict[str, Any]) -> None:
+    name = "[bold red]Odd [link=x]name"
+    make_wallet(live, name, coins=1)
+    listed = cli("wallets", server=live["base"])
+    assert listed.returncode == 0, listed.stderr
+    assert name in listed.stdout
+    shown = cli("balance", name, server=live["base"])
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.startswith(name)
+
+
 def test_rename(live: dict[str, Any]) -> None:
     make_wallet(live, "Before", coins=1)
     result = cli("rename", "Before", "After", server=live["base"])

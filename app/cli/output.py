@@ -10,6 +10,7 @@ from typing import Any
 import click
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 #: Fields of a result that say nothing to a person reading it (the JSON has them all).
 HIDDEN = frozenset({"success", "command", "message", "links"})
@@ -26,7 +27,7 @@ def console() -> Console:
 
 
 def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> Table:
-    grid = Table(title=title, title_justify="left", show_edge=False, pad_edge=False)
+    grid = Table(title=None if title is None else Text(title), title_justify="left", show_edge=False, pad_edge=False)
     for column in columns:
         grid.add_column(column, no_wrap=column in ("ID", "Path", "Archive", "Wallet"))
     for row in rows:
@@ -59,7 +60,5 @@ def number(value: Any) -> str:
     return str(value)
 
 
-def _plain(cell: Any) -> Any:
-    from rich.text import Text
-
+def _plain(cell: Any) -> Text:
     return Text("" if cell is None else str(cell))

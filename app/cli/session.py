@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -54,8 +55,6 @@ def fail(settings: Settings, exc: CliFailure) -> NoReturn:
 
 def absolute(path: str) -> str:
     """cli.md: ZIP, DIR and LOCATION given relative are made absolute where the client runs."""
-    import os
-
     return os.path.abspath(os.path.expanduser(path))
 
 
