@@ -1,5 +1,6 @@
 """Every answer is JSON: unknown route 404, wrong method 405, a crash 500 with a request id; health and
 the OpenAPI description, which lists every route the app serves."""
+
 from __future__ import annotations
 
 import logging
@@ -24,7 +25,9 @@ async def assert_json_error(response, status: int, message: str | None = None) -
 
 
 # `GET /` is the status page (HTML, the one exception to JSON-only): tests/test_page_files.py.
-@pytest.mark.parametrize("path", ["/api", "/api/nope", "/api/wallets/list/extra", "/index.html", "/api/health/", "/static/"])
+@pytest.mark.parametrize(
+    "path", ["/api", "/api/nope", "/api/wallets/list/extra", "/index.html", "/api/health/", "/static/"]
+)
 async def test_unknown_route_is_json_404(client, path):
     await assert_json_error(await client.get(path), 404, "Not Found")
 

@@ -1,12 +1,14 @@
 """Settings: the frozen Config and load_config(), which reads flags > environment > TOML file > defaults."""
+
 from __future__ import annotations
 
 import argparse
 import os
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
@@ -110,9 +112,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return _parser().parse_args(argv)
 
 
-def load_config(
-    argv: list[str] | None = None, *, environ: Mapping[str, str] | None = None
-) -> Config:
+def load_config(argv: list[str] | None = None, *, environ: Mapping[str, str] | None = None) -> Config:
     """Merge the sources, highest first: flags, environment, the TOML file, built-in defaults.
 
     A bad setting (or an unreadable config file) ends the program with a one-line message and exit
