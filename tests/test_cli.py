@@ -125,6 +125,12 @@ def test_version_and_help() -> None:
     result = cli("--version")
     assert result.returncode == 0
     assert re.fullmatch(r"cloudcoin-wallet \d+\.\d+\.\d+\S*\n", result.stdout), result.stdout
+    server = subprocess.run(
+        [sys.executable, "-m", "app", "--version"], capture_output=True, text=True, env=server_env()
+    )
+    assert server.returncode == 0 and server.stdout == result.stdout.replace(
+        "cloudcoin-wallet", "CloudCoin Wallet Server"
+    )
     helptext = cli("--help").stdout
     for name in (
         "serve",

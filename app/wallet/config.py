@@ -10,6 +10,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from app import __version__
+
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
 #: 1 MiB: the largest request body any endpoint needs is a few parameters.
@@ -98,6 +100,7 @@ ENVIRONMENT = {
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m app", description="CloudCoin Wallet Server")
+    parser.add_argument("--version", action="version", version=f"CloudCoin Wallet Server {__version__}")
     parser.add_argument("--host", help=f"address to listen on (default {DEFAULT_HOST})")
     parser.add_argument("--port", type=int, help=f"port to listen on (default {DEFAULT_PORT})")
     parser.add_argument("--data-dir", dest="data_dir", help="the Client_Data directory (default ./Client_Data)")
