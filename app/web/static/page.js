@@ -237,7 +237,12 @@ async function cancelJob(jobId, button) {
 let refreshTimer = null;
 function refreshAfterJob() {
   clearTimeout(refreshTimer);
-  refreshTimer = setTimeout(() => { loadWallets().catch(report); loadBackups(); loadPlans(); }, 300);
+  refreshTimer = setTimeout(() => {
+    loadHealth().catch(report);
+    loadWallets().catch(report);
+    loadBackups();
+    loadPlans();
+  }, 300);
 }
 
 // -- the backup form ---------------------------------------------------------------------------------
@@ -258,6 +263,7 @@ async function startBackup(event) {
       wallet_path: body.wallet_path, message: "Queued" });
     document.querySelector("#jobs tbody").prepend(row);
     follow(data.job_id);
+    loadHealth().catch(report);
   } catch (error) {
     message.textContent = error.message;
     message.className = "error";
@@ -341,6 +347,7 @@ document.addEventListener("DOMContentLoaded", () => {
     refreshAll();
   });
   refreshAll();
-  setInterval(() => { loadJobs().catch(report); loadHealth().catch(report); }, 3000);
-  setInterval(() => { loadWallets().catch(report); }, 15000);
+  // Jobs started elsewhere (the CLI, a plan) appear within 5 s; running ones move with their own stream.
+  setInterval(() => { loadJobs().catch(report); }, 5000);
+  setInterval(() => { loadHealth().catch(report); loadWallets().catch(report); }, 15000);
 });
