@@ -228,6 +228,6 @@ def add_routes(app: web.Application, routes: tuple[Route, ...] = ROUTES) -> None
     for route in routes:
         for method in route.methods:
             app.router.add_route(method, route.path, route.handler)
-    # The status page (cli.md): not part of the API, so not in the route table or the OpenAPI document.
-    app.router.add_get("/", page.index)
-    app.router.add_get("/static/{name}", page.static_file)
+    # The status page (cli.md): not part of the API, so not in its table or the OpenAPI document.
+    for path, handler in page.ROUTES:
+        app.router.add_get(path, handler)

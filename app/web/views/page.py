@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from aiohttp import web
@@ -26,8 +27,9 @@ CONTENTS = {name: (STATIC_DIR / name).read_bytes() for name in FILES}
 
 
 def is_page_file(request: web.Request) -> bool:
-    """The requests that need no token (api.md): the page and its assets, which hold no data."""
-    return request.method in ("GET", "HEAD") and (request.path == "/" or request.path.startswith("/static/"))
+    """The requests that need no token (api.md): reading the page and its assets, which hold no data."""
+    resource = request.match_info.route.resource
+    return request.method in ("GET", "HEAD") and resource is not None and resource.canonical in PATHS
 
 
 async def index(request: web.Request) -> web.Response:
@@ -43,3 +45,12 @@ async def static_file(request: web.Request) -> web.Response:
 
 def _file(name: str) -> web.Response:
     return web.Response(body=CONTENTS[name], content_type=FILES[name], charset="utf-8", headers=HEADERS)
+
+
+#: The page's routes, registered by app.web.routes beside the API's table (they are not API endpoints:
+#: not in /api/openapi.json, and readable without the token).
+ROUTES: tuple[tuple[str, Callable[[web.Request], Awaitable[web.Response]]], ...] = (
+    ("/", index),
+    ("/static/{name}", static_file),
+)
+PATHS = frozenset(path for path, _ in ROUTES)
