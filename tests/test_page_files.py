@@ -40,7 +40,8 @@ async def test_with_a_token_the_page_needs_none_but_the_api_does(make_client: An
     assert (await client.get("/api/wallets/list")).status == 401
     assert (await client.head("/")).status == 200
     assert (await client.post("/")).status in (401, 405), "only reading the page is free"
-    assert (await client.get("/static/missing.js")).status == 401, "only the page's own routes are free"
+    assert (await client.get("/static/missing.js")).status == 404, "a page route: no token, nothing there"
+    assert (await client.get("/index.html")).status == 401, "only the page's own routes are free"
     assert (await client.get("/api/wallets/list", headers={"Authorization": "Bearer t0ken"})).status == 200
 
 
