@@ -16,6 +16,7 @@ from app.wallet.keyring import KeyRing
 from app.wallet.logins import LoginGate
 from app.wallet.wallets import WalletService
 from app.web import jobhttp
+from app.web.accesslog import request_log
 from app.web.middleware import add_response_headers, error_middleware, security_middleware
 from app.web.routes import add_routes
 from app.web.server import handler_args
@@ -37,7 +38,7 @@ log = logging.getLogger(__name__)
 def create_app(config: Config) -> web.Application:
     app = web.Application(
         client_max_size=MAX_BODY_BYTES,
-        middlewares=[error_middleware, security_middleware(config)],
+        middlewares=[request_log, error_middleware, security_middleware(config)],
         handler_args=handler_args(config),
     )
     app[config_key] = config

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from app import __version__
+
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
 #: 1 MiB: the largest request body any endpoint needs is a few parameters.
@@ -113,10 +115,14 @@ ENVIRONMENT = {
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m app", description="CloudCoin Wallet Server")
+    parser.add_argument("--version", action="version", version=f"CloudCoin Wallet Server {__version__}")
     parser.add_argument("--host", help=f"address to listen on (default {DEFAULT_HOST})")
     parser.add_argument("--port", type=int, help=f"port to listen on (default {DEFAULT_PORT})")
     parser.add_argument("--data-dir", dest="data_dir", help="the Client_Data directory (default ./Client_Data)")
     parser.add_argument("--config", dest="config_file", help="a TOML settings file (see config/default.toml)")
+    parser.add_argument(
+        "--log-level", dest="log_level", type=str.upper, choices=LOG_LEVELS, help="how much to log (default INFO)"
+    )
     return parser
 
 
@@ -146,7 +152,7 @@ def build_config(args: argparse.Namespace, environ: Mapping[str, str]) -> Config
     for name, key in ENVIRONMENT.items():
         if environ.get(name):
             settings[key] = environ[name]
-    for key in ("host", "port", "data_dir"):
+    for key in ("host", "port", "data_dir", "log_level"):
         if getattr(args, key) is not None:
             settings[key] = getattr(args, key)
     return Config(**_coerce(settings))

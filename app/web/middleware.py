@@ -15,6 +15,7 @@ from app.wallet.config import MAX_BODY_BYTES, Config
 from app.wallet.errors import ApiError
 from app.web.params import read_params
 from app.web.state import route_headers_key
+from app.web.views.page import is_page_file
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +137,7 @@ def security_middleware(config: Config) -> Middleware:
                 "Access-Control-Max-Age": "600",
             }
             return web.Response(status=204, headers=preflight)
-        if config.api_token and request.path != "/api/health":
+        if config.api_token and request.path != "/api/health" and not is_page_file(request):
             supplied = request.headers.get("Authorization", "")
             expected = f"Bearer {config.api_token}"
             # surrogateescape: a header of stray bytes must compare unequal, not raise.

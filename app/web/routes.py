@@ -9,7 +9,7 @@ from aiohttp import web
 
 from app.web.openapi import build_openapi
 from app.web.state import openapi_key, route_headers_key
-from app.web.views import backup, jobs, login, rename, restore, system, wallets
+from app.web.views import backup, jobs, login, page, rename, restore, system, wallets
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -228,3 +228,6 @@ def add_routes(app: web.Application, routes: tuple[Route, ...] = ROUTES) -> None
     for route in routes:
         for method in route.methods:
             app.router.add_route(method, route.path, route.handler)
+    # The status page (cli.md): not part of the API, so not in its table or the OpenAPI document.
+    for path, handler in page.ROUTES:
+        app.router.add_get(path, handler)
