@@ -154,9 +154,9 @@ class PlanService:
         return plans
 
     def active_run(self, plan_id: str) -> dict[str, Any] | None:
-        runs = self._runs.get(plan_id, [])
-        if runs and not RunStatus(runs[0]["status"]).finished:
-            return runs[0]
+        run = self.last_run(plan_id)
+        if run is not None and not RunStatus(run["status"]).finished:
+            return run
         return None
 
     def destinations(self) -> list[str]:
