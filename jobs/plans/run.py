@@ -1,0 +1,221 @@
+"""The plan-run job: one archive written once, verified copies in every reachable destination, retention.
+
+1. The wallet (the lane's path: a rename queued before this run moved it) and, for an
+   `encrypted_only` plan, the login key are read when the run starts.
+2. Each destination is checked as the backup seed checks one, and must exist: a plan run never
+   creates a destination folder (a missing one is that destination's `failed`).
+3. The archive is written once, exactly as the backup endpoint writes it (its manifest and summary
+   also carry the plan id), into the first reachable destination where that works; every other
+   reachable destination gets a copy verified by its SHA-256 (jobs/plans/placing.py).
+4. From here on the run cannot be cancelled: retention runs in each destination where this run's
+   archive was made, over this plan's own archives only, never the one just made.
+5. The run is recorded with the plan service after every destination, so a restart finds the
+   archives already finished; the job's result is the run record, whatever the run's status.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from app.errors import ApiError, WalletNotFound
+from app.keyring import KeyRing
+from app.paths import canonical
+from app.storage import fsync_dir
+from app.wallets import WalletService
+from jobs.backup import BackupPlan, write_backup
+from jobs.backup_checks import resolve_destination, temp_name
+from jobs.models import Job, JobCancelled, JobFailed
+from jobs.runner import JobContext
+
+from .models import RunStatus
+from .placing import CopyFailed, copy_name, place_copy, prune
+from .retention import KeepPolicy
+from .service import PlanService
+
+log = logging.getLogger(__name__)
+
+NOT_LOGGED_IN = "Not logged in: this plan writes only encrypted backups"
+NO_DESTINATION = "Destination directory does not exist"
+
+
+class PlanRunJob:
+    """The job function of kind plan-run."""
+
+    def __init__(self, *, plans: PlanService, wallets: WalletService, keyring: KeyRing, data_dir: Path) -> None:
+        self._plans = plans
+        self._wallets = wallets
+        self._keyring = keyring
+        self._data_dir = data_dir
+
+    def __repr__(self) -> str:
+        return f"<PlanRunJob {self._plans!r}>"
+
+    async def run(self, ctx: JobContext) -> dict[str, Any]:
+        params = ctx.job.params
+        plan_id, run_id = str(params["plan_id"]), str(params["run_id"])
+        run = dict(self._plans.find_run(plan_id, run_id) or _fresh_run(params))
+        run.update(job_id=ctx.job.id, status=str(RunStatus.RUNNING), started_at=self._now(), destinations=[])
+        await self._plans.record(plan_id, run)
+        try:
+            await self._work(ctx, run)
+        except JobCancelled:
+            run.update(status=str(RunStatus.CANCELLED), finished_at=self._now())
+            await self._plans.record(plan_id, run)
+            raise
+        except Exception:  # the job completes with a recorded run, whatever went wrong
+            log.exception("plan %s run %s failed", plan_id, run_id)
+            run.update(status=str(RunStatus.FAILED), error="Internal server error")
+        run["finished_at"] = self._now()
+        await self._plans.record(plan_id, run)
+        return run
+
+    async def _work(self, ctx: JobContext, run: dict[str, Any]) -> None:
+        params = ctx.job.params
+        plan_id = str(params["plan_id"])
+        try:
+            wallet = await self._wallets.resolve(ctx.job.wallet_path)
+        except WalletNotFound:
+            run.update(status=str(RunStatus.FAILED), error=f"Wallet not found: {ctx.job.wallet_path}")
+            return
+        run.update(wallet_path=str(wallet.path), wallet_name=wallet.name)
+        key = self._keyring.key  # read once, at the start: a logout mid-run does not change this run
+        if params.get("encrypted_only") and key is None:
+            run.update(status=str(RunStatus.FAILED), error=NOT_LOGGED_IN)
+            return
+        zone = self._plans.zone
+        date = datetime.now(zone).strftime("%Y-%m-%d")
+        results: list[dict[str, Any]] = [{"destination": d} for d in params["destinations"]]
+        run["destinations"] = results
+        reachable = await ctx.run_blocking(self._reachable, results)
+        await self._plans.record(plan_id, run)
+
+        original: dict[str, Any] | None = None
+        for entry in reachable:
+            ctx.report(message=f"Archiving {wallet.name} into {entry['destination']}")
+            backup = BackupPlan(
+                job_id=ctx.job.id, wallet_path=wallet.path, destination=Path(entry["destination"]),
+                data_dir=canonical(self._data_dir), key=key, date=date, plan_id=plan_id,
+            )  # fmt: skip
+            try:
+                original = await ctx.run_blocking(write_backup, backup, cancel=ctx.cancel_event, report=ctx.report)
+            except JobFailed as failure:
+                entry.update(status=str(RunStatus.FAILED), error=_message(failure.body))
+                await self._plans.record(plan_id, run)
+                continue
+            entry.update(status=str(RunStatus.COMPLETED), zip_path=original["zip_path"], bytes=original["zip_size"], verified=True)
+            run.update({name: original[name] for name in ("files_added", "files_reencrypted_for_backup", "files_added_plaintext")})
+            await self._mark_verified(ctx, original["zip_path"])
+            await self._plans.record(plan_id, run)
+            break
+
+        if original is not None:
+            await self._place_copies(ctx, run, reachable, original, wallet.name, date)
+
+        made = [entry for entry in results if entry.get("status") == RunStatus.COMPLETED]
+        ctx.check_cancelled()
+        ctx.forbid_cancel()  # retention is never interrupted half-way, and never runs after a cancel
+        keep = KeepPolicy.from_json(params.get("keep"))
+        for n, entry in enumerate(made, 1):
+            ctx.report(message=f"Pruning ({n} of {len(made)} destinations)")
+            pruned, failed = await ctx.run_blocking(
+                prune, Path(entry["destination"]), plan_id=plan_id, keep=keep, zone=zone,
+                protect=os.path.basename(entry["zip_path"]),
+            )  # fmt: skip
+            entry["pruned"] = pruned
+            if failed:
+                entry["prune_failed"] = failed
+        if len(made) == len(results):
+            run["status"] = str(RunStatus.COMPLETED)
+        elif made:
+            run["status"] = str(RunStatus.PARTIAL)
+        else:
+            run.update(status=str(RunStatus.FAILED), error="No destination has a verified archive")
+
+    async def _place_copies(
+        self, ctx: JobContext, run: dict[str, Any], reachable: list[dict[str, Any]], original: dict[str, Any],
+        wallet_name: str, date: str,
+    ) -> None:  # fmt: skip
+        source = Path(original["zip_path"])
+        size = int(original["zip_size"])
+        others = [entry for entry in reachable if "status" not in entry]
+        for n, entry in enumerate(others, 1):
+            ctx.check_cancelled()
+            label = f"Placing copy {n} of {len(others)} in {entry['destination']}"
+            ctx.report(message=label, bytes_done=0, bytes_total=size)
+            try:
+                final = await ctx.run_blocking(
+                    place_copy, source, original["zip_sha256"], Path(entry["destination"]), job_id=ctx.job.id,
+                    wallet_name=wallet_name, date=date, cancel=ctx.cancel_event,
+                    progress=lambda done: ctx.report(bytes_done=done),
+                )  # fmt: skip
+            except CopyFailed as exc:
+                entry.update(status=str(RunStatus.FAILED), error=str(exc))
+            else:
+                entry.update(status=str(RunStatus.COMPLETED), zip_path=str(final), bytes=size, verified=True)
+                await self._mark_verified(ctx, str(final))
+            await self._plans.record(str(ctx.job.params["plan_id"]), run)
+
+    def _reachable(self, results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Check every destination again (a link may have changed); the ones that exist, in plan order."""
+        root = canonical(self._data_dir)
+        reachable = []
+        for entry in results:
+            try:
+                resolve_destination(entry["destination"], data_dir=root)
+            except ApiError as error:
+                entry.update(status=str(RunStatus.FAILED), error=error.message)
+                continue
+            if not os.path.isdir(entry["destination"]):
+                entry.update(status=str(RunStatus.FAILED), error=NO_DESTINATION)
+                continue
+            reachable.append(entry)
+        return reachable
+
+    async def _mark_verified(self, ctx: JobContext, path: str) -> None:
+        try:
+            st = await ctx.run_blocking(os.stat, path)
+        except OSError:
+            return
+        await self._plans.mark_verified(path, st.st_size, st.st_mtime_ns)
+
+    def _now(self) -> str:
+        return datetime.now(self._plans.zone).isoformat(timespec="seconds")
+
+
+def _fresh_run(params: Any) -> dict[str, Any]:
+    return {
+        "run_id": params["run_id"], "job_id": None, "trigger": params.get("trigger", "manual"),
+        "scheduled_for": params.get("scheduled_for"), "started_at": None, "finished_at": None,
+        "status": str(RunStatus.QUEUED), "destinations": [],
+    }  # fmt: skip
+
+
+def _message(body: dict[str, Any]) -> str:
+    return str(body.get("message") or body.get("error") or "Backup failed")
+
+
+def remove_temporary_files(job: Job) -> None:
+    """The restart cleanup: the half-written archive and any half-placed copy, in every destination."""
+    for destination in job.params.get("destinations") or []:
+        if not isinstance(destination, str) or not os.path.isabs(destination):
+            continue
+        removed = False
+        for name in (temp_name(job.id), copy_name(job.id)):
+            try:
+                os.unlink(os.path.join(destination, name))
+                removed = True
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                log.warning("plan run %s: cannot remove %s in %s: %s", job.id, name, destination, exc)
+        if removed:
+            log.info("plan run %s: removed unfinished files in %s", job.id, destination)
+            try:
+                fsync_dir(Path(destination))
+            except OSError:
+                pass
+
