@@ -134,6 +134,7 @@ class BackupPlan:
     data_dir: Path
     key: bytes | None
     date: str  # YYYY-MM-DD, local time
+    plan_id: str | None = None  # set by a plan run: recorded in the manifest and the summary
 
 
 class BackupJob:
@@ -220,7 +221,7 @@ def write_backup(plan: BackupPlan, *, cancel: threading.Event, report: Report) -
         out = HashingFile(fd)
         archiver = Archiver(
             wallet=wallet, job_id=plan.job_id, date=plan.date, key=plan.key, spool_dir=destination,
-            out=out, cancel=cancel, report=report, total=total,
+            out=out, cancel=cancel, report=report, total=total, plan_id=plan.plan_id,
         )  # fmt: skip
         archiver.archive()
         os.fsync(fd)

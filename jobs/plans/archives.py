@@ -19,10 +19,10 @@ import struct
 import zlib
 from typing import Any
 
-#: the key that marks the comment's JSON line as this server's summary
-SUMMARY_KEY = "cloudcoin_backup_summary"
-MANIFEST_NAME = b"backup-manifest.json"
-MANIFEST_FORMAT = "cloudcoin-wallet-backup"
+from jobs.backup_manifest import MANIFEST_FORMAT, SUMMARY_KEY
+from jobs.backup_manifest import MANIFEST_NAME as _MANIFEST_NAME
+
+MANIFEST_NAME = _MANIFEST_NAME.encode()
 #: `CloudCoin-Wallet-Backup_<wallet>_<YYYY-MM-DD>[_N].zip` (api.md's file name rule)
 ARCHIVE_NAME = re.compile(r"^CloudCoin-Wallet-Backup_(?P<wallet>.+)_(?P<date>\d{4}-\d{2}-\d{2})(?:_(?P<n>[1-9]\d*))?\.zip$")
 
