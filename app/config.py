@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import os
 import tomllib
+import zoneinfo
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping
@@ -33,6 +34,8 @@ class Config:
     threads: int = 4
     max_queued: int = 1000
     log_level: str = "INFO"
+    #: the IANA zone backup plans run in (their cron times, day boundaries, file dates); None: the system's
+    timezone: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "data_dir", Path(self.data_dir).expanduser().absolute())
@@ -57,6 +60,11 @@ class Config:
                 raise ConfigError(f"{name} must be a list of non-empty strings")
         if not isinstance(self.log_level, str) or self.log_level.upper() not in LOG_LEVELS:
             raise ConfigError(f"log_level must be one of {', '.join(LOG_LEVELS)}, not {self.log_level!r}")
+        if self.timezone is not None:
+            try:
+                zoneinfo.ZoneInfo(self.timezone)
+            except (zoneinfo.ZoneInfoNotFoundError, ValueError, TypeError):
+                raise ConfigError(f"timezone must be an IANA zone name like Europe/Berlin, not {self.timezone!r}") from None
 
     @property
     def wallets_dir(self) -> Path:
@@ -91,6 +99,7 @@ ENVIRONMENT = {
     "CLOUDCOIN_THREADS": "threads",
     "CLOUDCOIN_MAX_QUEUED": "max_queued",
     "CLOUDCOIN_LOG_LEVEL": "log_level",
+    "CLOUDCOIN_TIMEZONE": "timezone",
 }
 
 
@@ -175,8 +184,9 @@ def _coerce(settings: dict[str, Any]) -> dict[str, Any]:
             out[key] = tuple(value)
         elif key in out:
             raise ConfigError(f"{key} must be a list of strings, not {value!r}")
-    if out.get("api_token") == "":
-        out["api_token"] = None
+    for key in ("api_token", "timezone"):
+        if out.get(key) == "":
+            out[key] = None
     if "data_dir" in out:
         if not isinstance(out["data_dir"], (str, os.PathLike)) or not os.fspath(out["data_dir"]):
             raise ConfigError(f"data_dir must be a non-empty path, not {out['data_dir']!r}")

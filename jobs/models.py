@@ -43,6 +43,8 @@ class JobKind(StrEnum):
     RESTORE = "wallet-restore"
     #: check a backup archive against its manifest
     VERIFY = "backup-verify"
+    #: one run of a backup plan: archive once, verified copies, retention (jobs/plans/)
+    PLAN_RUN = "plan-run"
 
 
 class JobFailed(Exception):

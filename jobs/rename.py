@@ -36,6 +36,7 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from app.config import Config
@@ -152,8 +153,18 @@ def clear_journal(entry: Path) -> None:
 # -- the job --------------------------------------------------------------------------------------------
 
 
-def register(runner: JobRunner, *, config: Config, wallets: WalletService, **_services: Any) -> None:
-    """Register the rename job with the runner. It cannot be cancelled once its folder move has begun."""
+def register(
+    runner: JobRunner,
+    *,
+    config: Config,
+    wallets: WalletService,
+    wallet_moved: Callable[[str, str], Awaitable[None]] | None = None,
+    **_services: Any,
+) -> None:
+    """Register the rename job with the runner. It cannot be cancelled once its folder move has begun.
+
+    `wallet_moved(old, new)` is told of every rename that completed (backup plans follow their wallet).
+    """
 
     async def rename_job(ctx: JobContext) -> dict[str, Any]:
         old = ctx.job.wallet_path
@@ -161,6 +172,8 @@ def register(runner: JobRunner, *, config: Config, wallets: WalletService, **_se
             body = await ctx.run_blocking(rename_wallet, config, ctx, old, str(ctx.job.params["new_name"]))
             # Queued jobs on the old path (a backup submitted after this rename) now follow the wallet.
             ctx.move_wallet(body["old_path"], body["new_path"])
+            if wallet_moved is not None:
+                await wallet_moved(body["old_path"], body["new_path"])
         return body
 
     runner.register(JobKind.RENAME, rename_job)
@@ -251,7 +264,7 @@ def _fsync_quietly(folder: Path) -> None:
 # -- recovery at start ----------------------------------------------------------------------------------
 
 
-def settle_journal(config: Config) -> list[str]:
+def settle_journal(config: Config, moved: list[tuple[str, str]] | None = None) -> list[str]:
     """Settle every journal entry a crash left behind so that folder and registry agree (blocking).
 
     Completed when the folder was already moved (the wallet folder the entry identifies by device and
@@ -259,7 +272,8 @@ def settle_journal(config: Config) -> list[str]:
     not): the registry names the new path. Otherwise rolled back: the registry names the old path. The folder
     itself never needs moving (a moved folder is always completed), and no registry row is ever
     removed unless it is replaced. Returns one line per entry, for the log. An entry that cannot be
-    settled (unreadable registry, a write failing) stays for the next start.
+    settled (unreadable registry, a write failing) stays for the next start. Each rename settled as
+    completed is added to `moved` as (old path, new path), for whatever follows wallets (backup plans).
     """
     folder = journal_dir(config)
     try:
@@ -287,7 +301,10 @@ def settle_journal(config: Config) -> list[str]:
             lines.append(f"rename journal entry {name} is unreadable; kept as {aside.name}, nothing changed")
             continue
         try:
-            lines.append(_settle(config, old, new, folder_id))
+            line, completed = _settle(config, old, new, folder_id)
+            lines.append(line)
+            if completed and moved is not None:
+                moved.append((str(old), str(new)))
         except Exception as exc:
             log.exception("rename journal entry %s could not be settled", entry)
             lines.append(f"rename {old} -> {new} could not be settled ({exc}); it is retried at the next start")
@@ -296,11 +313,12 @@ def settle_journal(config: Config) -> list[str]:
     return lines
 
 
-def _settle(config: Config, old: Path, new: Path, folder_id: tuple[int, int] | None) -> str:
+def _settle(config: Config, old: Path, new: Path, folder_id: tuple[int, int] | None) -> tuple[str, bool]:
+    """The log line, and whether the rename is settled as completed."""
     old_there, new_there = os.path.lexists(old), os.path.lexists(new)
     if not old_there and not new_there:
         # Nothing to make agree: the registry is left as it is, so the wallet is not unregistered.
-        return f"rename {old} -> {new}: neither folder exists; the registry was left unchanged"
+        return f"rename {old} -> {new}: neither folder exists; the registry was left unchanged", False
     if _is_folder(new, folder_id):
         moved = True  # even if a new folder appeared at the old path since
     elif _is_folder(old, folder_id):
@@ -321,7 +339,8 @@ def _settle(config: Config, old: Path, new: Path, folder_id: tuple[int, int] | N
     if changed:
         write_registry(config.registry_path, entries)
     verb = "completed" if moved else "rolled back"
-    return f"rename {old} -> {new} {verb}: the registry names {keep}" + ("" if changed else " (it already did)")
+    line = f"rename {old} -> {new} {verb}: the registry names {keep}" + ("" if changed else " (it already did)")
+    return line, moved
 
 
 def _is_folder(path: Path, folder_id: tuple[int, int] | None) -> bool:

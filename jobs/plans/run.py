@@ -15,12 +15,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from app.config import Config
 from app.errors import ApiError, WalletNotFound
 from app.keyring import KeyRing
 from app.paths import canonical
@@ -28,10 +30,10 @@ from app.storage import fsync_dir
 from app.wallets import WalletService
 from jobs.backup import BackupPlan, write_backup
 from jobs.backup_checks import resolve_destination, temp_name
-from jobs.models import Job, JobCancelled, JobFailed
-from jobs.runner import JobContext
+from jobs.models import Job, JobCancelled, JobFailed, JobKind, JobStatus
+from jobs.runner import JobContext, JobRunner
 
-from .models import RunStatus
+from .models import Plan, RunStatus
 from .placing import CopyFailed, copy_name, place_copy, prune
 from .retention import KeepPolicy
 from .service import PlanService
@@ -219,3 +221,52 @@ def remove_temporary_files(job: Job) -> None:
             except OSError:
                 pass
 
+
+
+class PlanSubmitter:
+    """Queues plan-run jobs for the plan service, and settles a run whose job ended without recording it."""
+
+    def __init__(self, runner: JobRunner, plans: PlanService) -> None:
+        self._runner = runner
+        self._plans = plans
+        self._watchers: set[asyncio.Task[None]] = set()
+
+    def __repr__(self) -> str:
+        return f"<PlanSubmitter watching={len(self._watchers)}>"
+
+    async def __call__(self, plan: Plan, run: dict[str, Any]) -> str:
+        params = {
+            "plan_id": plan.id, "run_id": run["run_id"], "trigger": run["trigger"],
+            "scheduled_for": run["scheduled_for"], "destinations": list(plan.destinations),
+            "keep": plan.keep.to_json(), "encrypted_only": plan.encrypted_only,
+        }  # fmt: skip
+        job = await self._runner.submit(JobKind.PLAN_RUN, wallet_path=plan.wallet_path, params=params)
+        task = asyncio.get_running_loop().create_task(self._watch(plan.id, run["run_id"], job.id))
+        self._watchers.add(task)
+        task.add_done_callback(self._watchers.discard)
+        return job.id
+
+    async def _watch(self, plan_id: str, run_id: str, job_id: str) -> None:
+        job = await self._runner.wait(job_id, None)
+        if job.status is JobStatus.CANCELLED:
+            await self._plans.settle(plan_id, run_id, RunStatus.CANCELLED, None)
+        elif job.status is JobStatus.FAILED:
+            body = (job.error or {}).get("body") or {}
+            await self._plans.settle(plan_id, run_id, RunStatus.FAILED, _message(body))
+        self._plans.on_change()
+
+    async def close(self) -> None:
+        for task in list(self._watchers):
+            task.cancel()
+        await asyncio.gather(*self._watchers, return_exceptions=True)
+
+
+def register(
+    runner: JobRunner, *, config: Config, wallets: WalletService, keyring: KeyRing, plans: PlanService, **_: Any
+) -> PlanSubmitter:
+    """Register the plan-run job and its restart cleanup; connect the plan service to the queue."""
+    job = PlanRunJob(plans=plans, wallets=wallets, keyring=keyring, data_dir=config.data_dir)
+    runner.register(JobKind.PLAN_RUN, job.run, cleanup=remove_temporary_files)
+    submitter = PlanSubmitter(runner, plans)
+    plans.connect(submitter)
+    return submitter
