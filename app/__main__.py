@@ -7,7 +7,7 @@ import sys
 
 from aiohttp import web
 
-from app.config import Config, load_config
+from app.wallet.config import Config, load_config
 from app.main import create_app
 
 

@@ -71,7 +71,7 @@ SMALL_COINS = 20
 async def _inprocess(n: int, lanes: int, via_executor: bool) -> dict[str, Any]:
     import concurrent.futures
 
-    from app.config import Config
+    from app.wallet.config import Config
     from jobs.models import JobKind
     from jobs.runner import JobRunner
     from jobs.store import JobStore
@@ -524,7 +524,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.wallets < 1 or not 0 <= args.rename_share <= 1:
         parser.error("--wallets must be ≥ 1 and --rename-share between 0 and 1")
 
-    from app.config import Config
+    from app.wallet.config import Config
 
     workers = Config().workers
     started = time.perf_counter()

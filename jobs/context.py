@@ -15,12 +15,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from .models import Job, JobCancelled, JobKind
-
-if TYPE_CHECKING:
-    from .runner import JobRunner
+from .services import Services
 
 T = TypeVar("T")
 
@@ -28,6 +26,25 @@ T = TypeVar("T")
 REPORT_INTERVAL_S = 0.1
 #: longest a worker thread waits for the event loop to carry out a call it handed over
 LOOP_CALL_TIMEOUT_S = 30.0
+
+
+class JobHost(Protocol):
+    """What a context needs of the runner that made it: its loop and pool, and two ways to tell it things."""
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop: ...
+
+    @property
+    def executor(self) -> concurrent.futures.ThreadPoolExecutor: ...
+
+    @property
+    def services(self) -> Services | None: ...
+
+    def on_loop_thread(self) -> bool: ...
+
+    def publish_report(self, job: Job, values: dict[str, Any]) -> None: ...
+
+    def move_wallet(self, job_id: str, old_path: str, new_path: str) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,13 +62,11 @@ class JobView:
 class JobContext:
     """Handed to a job function. Methods marked (thread-safe) may also be called from executor threads."""
 
-    def __init__(self, runner: JobRunner, job: Job, secrets: Mapping[str, Any] | None) -> None:
+    def __init__(self, runner: JobHost, job: Job) -> None:
         self._runner = runner
         self._job = job
-        self._loop = runner._loop_or_fail()
+        self._loop = runner.loop
         self.job = JobView(job.id, job.kind, job.wallet_path, MappingProxyType(dict(job.params)), job.created_at)
-        #: in-memory-only values given to submit() (e.g. a key): never stored, never in the JSON
-        self.secrets: Mapping[str, Any] = MappingProxyType(dict(secrets or {}))
         #: set when a cancel is requested; blocking code checks it between files
         self.cancel_event = threading.Event()
         # Guards the cancel/forbid race and the pending report values.
@@ -67,8 +82,12 @@ class JobContext:
         return f"<JobContext {self._job!r} cancel_requested={self.cancel_event.is_set()}>"
 
     @property
-    def cancel_requested(self) -> bool:
-        return self.cancel_event.is_set()
+    def services(self) -> Services:
+        """What the job may use of the wallet domain (given to the runner at start)."""
+        services = self._runner.services
+        if services is None:
+            raise RuntimeError("this runner was made without services")
+        return services
 
     def check_cancelled(self) -> None:
         """Raise JobCancelled if a cancel was requested. (thread-safe)"""
@@ -115,11 +134,11 @@ class JobContext:
 
     async def run_blocking(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
         """Run ``fn(*args, **kwargs)`` on the runner's executor (never the loop's default one)."""
-        return await self._loop.run_in_executor(self._runner._executor, functools.partial(fn, *args, **kwargs))
+        return await self._loop.run_in_executor(self._runner.executor, functools.partial(fn, *args, **kwargs))
 
     def move_wallet(self, old_path: str, new_path: str) -> None:
         """Tell the runner the wallet moved: queued jobs on ``old_path`` and the lane follow it. (thread-safe)"""
-        self._call_in_loop(self._runner._move_wallet, self._job.id, old_path, new_path)
+        self._call_in_loop(self._runner.move_wallet, self._job.id, old_path, new_path)
 
     # -- runner side (loop thread) ------------------------------------------------------------
 
@@ -147,7 +166,7 @@ class JobContext:
             if self._closed:
                 return
         self._last_publish = self._loop.time()
-        self._runner._apply_report(self._job, values, publish=True)
+        self._runner.publish_report(self._job, values)
 
     def _close(self) -> dict[str, Any]:
         """Stop taking reports; return the values not yet published."""
@@ -166,7 +185,7 @@ class JobContext:
             pass
 
     def _call_in_loop(self, fn: Callable[..., Any], *args: Any, wait: bool = True) -> Any:
-        if threading.get_ident() == self._runner._loop_thread:
+        if self._runner.on_loop_thread():
             return fn(*args)
         if not wait:
             self._post(fn, *args)

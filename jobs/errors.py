@@ -12,24 +12,16 @@ Job code raises ``JobFailed`` (an exact HTTP answer) or ``JobCancelled`` (see ``
 
 from __future__ import annotations
 
-from typing import Any
-
-from .models import Job
+from .models import Job, JobError
 
 #: Retry-After while shutting down: a restarted server needs a few seconds
 CLOSED_RETRY_AFTER_S = 10
 
 INTERRUPTED_MESSAGE = "Interrupted by server restart"
 #: the error of a job a restart (or a shutdown that gave up waiting) cut short
-INTERRUPTED_ERROR: dict[str, Any] = {
-    "http_status": 500,
-    "body": {"success": False, "error": INTERRUPTED_MESSAGE, "code": 500},
-}
+INTERRUPTED_ERROR = JobError(http_status=500, body={"success": False, "error": INTERRUPTED_MESSAGE, "code": 500})
 #: the error of a job whose function broke its contract; the details go to the log, not the client
-INTERNAL_ERROR: dict[str, Any] = {
-    "http_status": 500,
-    "body": {"success": False, "error": "Internal server error", "code": 500},
-}
+INTERNAL_ERROR = JobError(http_status=500, body={"success": False, "error": "Internal server error", "code": 500})
 
 
 class QueueFull(Exception):

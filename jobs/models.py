@@ -7,9 +7,9 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypedDict
 
-from app.errors import ApiError
+from app.wallet.errors import ApiError
 
 
 class JobStatus(StrEnum):
@@ -47,6 +47,13 @@ class JobKind(StrEnum):
     PLAN_RUN = "plan-run"
 
 
+class JobError(TypedDict):
+    """A failed job's error as jobs.md shows it: the status and body its endpoint answers."""
+
+    http_status: int
+    body: dict[str, Any]
+
+
 class JobFailed(Exception):
     """Raised by job code to fail the job with an exact HTTP answer (status and body)."""
 
@@ -57,6 +64,10 @@ class JobFailed(Exception):
 
     def __str__(self) -> str:
         return f"{self.http_status} {self.body!r}"
+
+    @property
+    def error(self) -> JobError:
+        return JobError(http_status=self.http_status, body=self.body)
 
     @classmethod
     def from_error(cls, error: ApiError) -> JobFailed:
@@ -121,7 +132,7 @@ class Job:
     started_at: datetime | None = None
     finished_at: datetime | None = None
     result: dict[str, Any] | None = None
-    error: dict[str, Any] | None = None
+    error: JobError | None = None
     idempotency_key: str | None = None
     cancellable: bool = True
     seq: int = 1
@@ -150,12 +161,8 @@ class Job:
         """A shallow copy that later changes to this job do not affect."""
         return dataclasses.replace(self)
 
-    def links(self) -> dict[str, str]:
-        base = f"/api/jobs/{self.id}"
-        return {"self": base, "events": f"{base}/events", "cancel": f"{base}/cancel"}
-
     def to_json(self) -> dict[str, Any]:
-        """Exactly the job JSON of jobs.md."""
+        """The job JSON of jobs.md but its `links`, which the HTTP side adds (it alone knows the URLs)."""
         return {
             "id": self.id,
             "kind": str(self.kind),
@@ -173,13 +180,11 @@ class Job:
             "finished_at": format_time(self.finished_at),
             "result": self.result,
             "error": self.error,
-            "links": self.links(),
         }
 
     def to_record(self) -> dict[str, Any]:
-        """The stored form: the job JSON without links, times at full precision, plus the runner's own fields."""
+        """The stored form: the job JSON, times at full precision, plus the runner's own fields."""
         record = self.to_json()
-        del record["links"]
         # Full precision, so that a reloaded job equals the one stored.
         for name in ("created_at", "started_at", "finished_at"):
             value = getattr(self, name)

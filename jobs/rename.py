@@ -36,17 +36,17 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Awaitable, Callable
 from typing import Any
 
-from app.config import Config
-from app.errors import ApiError
-from app.paths import Unresolvable, folder_name_problem, wallet_argument
-from app.registry import Registry, RegistryEntry, read_registry, write_registry
-from app.storage import atomic_write_bytes, fsync_dir, occupied, rename_noreplace
-from app.wallets import WalletService
-from jobs.models import JobFailed, JobKind, utcnow, format_time
-from jobs.runner import JobContext, JobRunner
+from app.wallet.config import Config
+from app.wallet.errors import ApiError, missing_parameter
+from app.wallet.paths import Unresolvable, folder_name_problem, wallet_argument
+from app.wallet.registry import Registry, RegistryEntry, read_registry, write_registry
+from app.wallet.storage import atomic_write_bytes, fsync_dir, occupied, rename_noreplace
+from jobs.context import JobContext, JobView
+from jobs.models import JobFailed, format_time, utcnow
+from jobs.services import Services
+from jobs.shape import Params
 
 log = logging.getLogger(__name__)
 
@@ -66,17 +66,50 @@ class RenamePlan:
 
     old_path: Path
     new_path: Path
-    index: int
+
+    @property
+    def lane(self) -> str:
+        return str(self.old_path)
 
     def params(self) -> dict[str, str]:
         return {"wallet_path": str(self.old_path), "new_name": self.new_path.name}
+
+    @classmethod
+    def from_job(cls, job: JobView) -> RenamePlan:
+        # The job's wallet path: where the wallet is now. The run checks everything again.
+        old = Path(job.wallet_path)
+        return cls(old, old.parent / str(job.params["new_name"]))
 
 
 def not_found(shown: str) -> ApiError:
     return ApiError(404, f"Wallet path does not exist: {shown}")
 
 
-def plan_rename(config: Config, registry: Registry, raw_path: str, new_name: str) -> RenamePlan:
+def plan_rename(params: Params, services: Services) -> RenamePlan:
+    """/api/wallets/rename: wallet_path and new_name present, then `check_rename` (blocking)."""
+    raw = params.get("wallet_path", "").strip()
+    if not raw:
+        raise missing_parameter("wallet_path")
+    if "new_name" not in params:
+        raise missing_parameter("new_name")
+    return check_rename(services.config, services.wallets.read(), raw, params["new_name"])
+
+
+def plan_rename_legacy(params: Params, services: Services) -> RenamePlan:
+    """The deprecated /api/wallets/active/rename: the wallet by registry row `index`, the name in `to`."""
+    raw_index = params.get("index", "").strip()
+    if not raw_index:
+        raise missing_parameter("index")
+    if "to" not in params:
+        raise missing_parameter("to")
+    try:
+        index = int(raw_index)
+    except ValueError:
+        raise ApiError(400, "Parameter index must be an integer") from None
+    return plan_rename_at_index(services.config, services.wallets.read(), index, params["to"])
+
+
+def check_rename(config: Config, registry: Registry, raw_path: str, new_name: str) -> RenamePlan:
     """Check a rename of the wallet `raw_path` names to `new_name`, in the seed's order; ApiError if refused.
 
     The 404 shows the path as the client gave it. A path that exists but is not registered, or a
@@ -97,7 +130,7 @@ def plan_rename_at_index(config: Config, registry: Registry, index: int, new_nam
     if not 0 <= index < len(registry.entries):
         raise ApiError(404, f"No wallet at index {index}: {len(registry.entries)} wallet(s) are registered")
     raw = registry.entries[index].wallet_path
-    return plan_rename(config, registry, raw, new_name)
+    return check_rename(config, registry, raw, new_name)
 
 
 def _plan_at(registry: Registry, path: Path, index: int, new_name: str) -> RenamePlan:
@@ -112,7 +145,7 @@ def _plan_at(registry: Registry, path: Path, index: int, new_name: str) -> Renam
     target = path.parent / name
     if occupied(path, target) or registry.index_of(str(target)) is not None:
         raise ApiError(409, f"A wallet with the name '{name}' already exists in that location")
-    return RenamePlan(path, target, index)
+    return RenamePlan(path, target)
 
 
 # -- the journal ----------------------------------------------------------------------------------------
@@ -153,38 +186,24 @@ def clear_journal(entry: Path) -> None:
 # -- the job --------------------------------------------------------------------------------------------
 
 
-def register(
-    runner: JobRunner,
-    *,
-    config: Config,
-    wallets: WalletService,
-    wallet_moved: Callable[[str, str], Awaitable[None]] | None = None,
-    **_services: Any,
-) -> None:
-    """Register the rename job with the runner. It cannot be cancelled once its folder move has begun.
-
-    `wallet_moved(old, new)` is told of every rename that completed (backup plans follow their wallet).
-    """
-
-    async def rename_job(ctx: JobContext) -> dict[str, Any]:
-        old = ctx.job.wallet_path
-        async with wallets.registry_lock:
-            body = await ctx.run_blocking(rename_wallet, config, ctx, old, str(ctx.job.params["new_name"]))
-            # Queued jobs on the old path (a backup submitted after this rename) now follow the wallet.
-            ctx.move_wallet(body["old_path"], body["new_path"])
-            if wallet_moved is not None:
-                await wallet_moved(body["old_path"], body["new_path"])
-        return body
-
-    runner.register(JobKind.RENAME, rename_job)
+async def run_rename(plan: RenamePlan, ctx: JobContext) -> dict[str, Any]:
+    """The rename under the registry lock; it cannot be cancelled once its folder move has begun."""
+    config, wallets = ctx.services.config, ctx.services.wallets
+    async with wallets.registry_lock:
+        body = await ctx.run_blocking(rename_wallet, config, ctx, str(plan.old_path), plan.new_path.name)
+        # Queued jobs on the old path (a backup submitted after this rename) now follow the wallet.
+        ctx.move_wallet(body["old_path"], body["new_path"])
+        # So do backup plans: the next run archives the wallet under its new name.
+        await ctx.services.wallet_moved(body["old_path"], body["new_path"])
+    return body
 
 
 def rename_wallet(config: Config, ctx: JobContext, wallet_path: str, new_name: str) -> dict[str, Any]:
     """The whole rename, blocking, under the registry lock; returns the success body or raises JobFailed."""
     try:
-        plan = plan_rename(config, read_registry(config.registry_path), wallet_path, new_name)
+        plan = check_rename(config, read_registry(config.registry_path), wallet_path, new_name)
     except ApiError as error:
-        raise JobFailed(error.status, error.body) from None
+        raise JobFailed.from_error(error) from None
     old, new = plan.old_path, plan.new_path
     try:
         entry = write_journal(config, ctx.job.id, old, new)

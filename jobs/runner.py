@@ -17,36 +17,23 @@ import logging
 import math
 import threading
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from .context import JobContext, JobView
+from .context import JobContext
 from .errors import (
     INTERNAL_ERROR,
     INTERRUPTED_ERROR,
-    INTERRUPTED_MESSAGE,
     JobNotCancellable,
     JobNotFound,
     QueueFull,
     RunnerClosed,
 )
-from .models import Job, JobCancelled, JobFailed, JobKind, JobStatus, utcnow
+from .models import Job, JobCancelled, JobError, JobFailed, JobKind, JobStatus, utcnow
+from .services import Services
 from .store import JobStore
-
-__all__ = [
-    "INTERRUPTED_MESSAGE",
-    "CleanupFunc",
-    "JobContext",
-    "JobFunc",
-    "JobNotCancellable",
-    "JobNotFound",
-    "JobRunner",
-    "JobView",
-    "QueueFull",
-    "RunnerClosed",
-]
 
 log = logging.getLogger(__name__)
 
@@ -74,10 +61,12 @@ class JobRunner:
         executor: concurrent.futures.ThreadPoolExecutor,
         workers: int = 2,
         max_queued: int = 1000,
+        services: Services | None = None,
     ) -> None:
         if workers < 1:
             raise ValueError("workers must be at least 1")
         self._store = store
+        self._services = services
         self._executor = executor
         self._n_workers = workers
         self._max_queued = max_queued
@@ -88,7 +77,6 @@ class JobRunner:
         self._jobs: dict[str, Job] = {}
         self._history: deque[str] = deque()
         self._idempotency: dict[tuple[JobKind, str], str] = {}
-        self._secrets: dict[str, Mapping[str, Any]] = {}
         # Lanes: queued jobs per wallet. A lane is dispatchable when it has jobs and nobody runs on it.
         self._lanes: dict[str, deque[Job]] = {}
         self._busy: dict[str, int] = {}
@@ -151,7 +139,6 @@ class JobRunner:
         wallet_path: str,
         params: dict[str, Any],
         idempotency_key: str | None = None,
-        secrets: Mapping[str, Any] | None = None,
     ) -> Job:
         """Queue a job on ``wallet_path``'s lane. The same idempotency key (and kind) within 24 h returns the earlier job."""
         if self._closing:
@@ -176,8 +163,6 @@ class JobRunner:
             cancellable=registration.cancellable,
         )
         self._remember(job)
-        if secrets:
-            self._secrets[job.id] = secrets
         self._lanes.setdefault(wallet_path, deque()).append(job)
         self._n_queued += 1
         self._store.put(job)
@@ -294,7 +279,6 @@ class JobRunner:
         if not lane:
             del self._lanes[job.wallet_path]
         self._n_queued -= 1
-        self._secrets.pop(job.id, None)
 
     # -- shutting down ------------------------------------------------------------------------
 
@@ -315,7 +299,6 @@ class JobRunner:
                     self._finish(job, JobStatus.CANCELLED)
             self._lanes.clear()
             self._n_queued = 0
-            self._secrets.clear()
             for job_id in self._running:
                 self._request_cancel(self._jobs[job_id])
             await self._stop_workers(timeout)
@@ -386,7 +369,7 @@ class JobRunner:
 
     async def _run(self, job: Job) -> None:
         registration = self._registry[job.kind]
-        context = JobContext(self, job, self._secrets.pop(job.id, None))
+        context = JobContext(self, job)
         self._running[job.id] = context
         job.status = JobStatus.RUNNING
         job.started_at = utcnow()
@@ -395,7 +378,7 @@ class JobRunner:
         loop = self._loop_or_fail()
         began = loop.time()
         result: dict[str, Any] | None = None
-        error: dict[str, Any] | None = None
+        error: JobError | None = None
         try:
             result = await registration.func(context)
             if not isinstance(result, dict):
@@ -404,7 +387,7 @@ class JobRunner:
         except JobCancelled:
             status = JobStatus.CANCELLED
         except JobFailed as exc:
-            status, error = JobStatus.FAILED, {"http_status": exc.http_status, "body": exc.body}
+            status, error = JobStatus.FAILED, exc.error
         except asyncio.CancelledError:
             task = asyncio.current_task()
             if task is not None and task.cancelling():
@@ -449,7 +432,7 @@ class JobRunner:
         status: JobStatus,
         *,
         result: dict[str, Any] | None = None,
-        error: dict[str, Any] | None = None,
+        error: JobError | None = None,
         persist: bool = True,
     ) -> None:
         assert status.finished and not job.status.finished
@@ -474,7 +457,7 @@ class JobRunner:
             self._store.put(job)
         self._wake(self._changed, job.id)
 
-    def _move_wallet(self, job_id: str, old_path: str, new_path: str) -> None:
+    def move_wallet(self, job_id: str, old_path: str, new_path: str) -> None:
         if old_path == new_path:
             return
         moved = self._lanes.pop(old_path, None)
@@ -531,6 +514,26 @@ class JobRunner:
     def _retry_after(self) -> int:
         # A slot frees when one of the running jobs ends.
         return max(1, min(60, math.ceil(self._avg_run_s / self._n_workers)))
+
+    # -- what a JobContext may use (context.JobHost) ---------------------------------------------
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        return self._loop_or_fail()
+
+    @property
+    def executor(self) -> concurrent.futures.ThreadPoolExecutor:
+        return self._executor
+
+    @property
+    def services(self) -> Services | None:
+        return self._services
+
+    def on_loop_thread(self) -> bool:
+        return threading.get_ident() == self._loop_thread
+
+    def publish_report(self, job: Job, values: dict[str, Any]) -> None:
+        self._apply_report(job, values, publish=True)
 
     def _loop_or_fail(self) -> asyncio.AbstractEventLoop:
         if self._loop is None:

@@ -9,10 +9,10 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from app import coins
-from app.config import Config
+from app.wallet import coins
+from app.wallet.config import Config
 from app.main import create_app
-from app.registry import RegistryEntry, write_registry
+from app.wallet.registry import RegistryEntry, write_registry
 
 
 @pytest.fixture

@@ -17,10 +17,12 @@ from typing import Any
 
 import pytest
 
-from app import __version__, coins
-from jobs import backup as backup_job
-from jobs import backup_archive
-from jobs.zipstream import ZipProblem
+from app import __version__
+from app.wallet import coins
+from jobs.backup import backup as backup_job
+from jobs.backup.checks import TEMP_PREFIX
+from jobs.backup import archive as backup_archive
+from jobs.zip.writer import ZipProblem
 from tests.conftest import coin_bytes, write_coins
 
 MISSING = {"status": "error", "error": "Missing required parameter: destination", "error_code": 1}
@@ -668,7 +670,7 @@ async def test_an_unwritable_destination_is_the_seeds_500(client, tmp_path, monk
     real_open = os.open
 
     def refuse(path: Any, flags: int, *args: Any, **kwargs: Any) -> int:
-        if backup_job.TEMP_PREFIX in os.fspath(path):
+        if TEMP_PREFIX in os.fspath(path):
             raise PermissionError(errno.EROFS, "Read-only file system", os.fspath(path))
         return real_open(path, flags, *args, **kwargs)
 

@@ -25,7 +25,8 @@ from typing import Any
 
 import pytest
 
-from jobs import backup as backup_job
+from jobs.backup import backup as backup_job
+from jobs.backup.checks import TEMP_PREFIX
 from jobs import store
 from tests.conftest import coin_bytes
 
@@ -169,7 +170,7 @@ def stored_status(data_dir: Path, job_id: str) -> str | None:
 
 def temp_files(folder: Path) -> list[str]:
     try:
-        return [n for n in os.listdir(folder) if n.startswith(backup_job.TEMP_PREFIX)]
+        return [n for n in os.listdir(folder) if n.startswith(TEMP_PREFIX)]
     except FileNotFoundError:
         return []
 

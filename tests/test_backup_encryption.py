@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from app import coins, crypto
-from app.crypto import CoinEncryptor
-from jobs.backup_coins import plain_single_units
+from app.wallet import coins, crypto
+from app.wallet.crypto import CoinEncryptor
+from jobs.backup.coins import plain_single_units
 from tests.conftest import coin_bytes, write_coins
 
 PASSWORD = "correct horse battery staple"

@@ -1,11 +1,11 @@
-"""Tests for app.coins: the format-9 coin file."""
+"""Tests for app.wallet.coins: the format-9 coin file."""
 
 import os
 import struct
 
 import pytest
 
-from app.coins import (
+from app.wallet.coins import (
     AN_BLOCK,
     ENCRYPTED_SINGLE_SIZE,
     HEADER_SIZE,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from app.config import Config, ConfigError, load_config, read_config_file
+from app.wallet.config import Config, ConfigError, load_config, read_config_file
 
 DEFAULT_TOML = Path(__file__).resolve().parents[1] / "config" / "default.toml"
 

@@ -1,4 +1,4 @@
-"""Tests for app.crypto: type-4 coin-file encryption."""
+"""Tests for app.wallet.crypto: type-4 coin-file encryption."""
 
 import hashlib
 import os
@@ -6,7 +6,7 @@ import os
 import pytest
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from app.coins import (
+from app.wallet.coins import (
     AN_BLOCK,
     ENCRYPTED_SINGLE_SIZE,
     PLAIN_SINGLE_SIZE,
@@ -16,8 +16,8 @@ from app.coins import (
     build_coin_file,
     inspect_coin_file,
 )
-from app import crypto
-from app.crypto import (
+from app.wallet import crypto
+from app.wallet.crypto import (
     KEY_SALT,
     CoinEncryptor,
     WrongKey,

@@ -126,7 +126,7 @@ def test_server_creates_the_data_dir_answers_over_http_and_stops_on_sigterm(serv
     proc, base_url = server(data_dir)
 
     default = data_dir / "Wallets" / "Default"
-    from app.wallets import WALLET_FOLDERS
+    from app.wallet.wallets import WALLET_FOLDERS
 
     assert sorted(p.name for p in default.iterdir() if p.is_dir()) == sorted(WALLET_FOLDERS)
     assert len(WALLET_FOLDERS) == 19

@@ -10,13 +10,12 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from app.jobhttp import answer_with_job
+from app.web.jobhttp import answer_with_job, runner_key
 from app.main import create_app
-from app.params import read_params
-from app.state import runner_key
-from app.views import jobs as jobs_views
+from app.web.params import read_params
+from app.web.views import jobs as jobs_views
 from jobs.models import JobCancelled, JobFailed, JobKind, JobStatus
-from jobs.runner import JobContext
+from jobs.context import JobContext
 from jobs.store import JobStore
 from jobs.models import Job
 

@@ -15,15 +15,9 @@ from typing import Any
 import pytest
 
 from jobs.models import Job, JobCancelled, JobFailed, JobKind, JobStatus, utcnow
-from jobs.runner import (
-    INTERRUPTED_MESSAGE,
-    JobContext,
-    JobNotCancellable,
-    JobNotFound,
-    JobRunner,
-    QueueFull,
-    RunnerClosed,
-)
+from jobs.context import JobContext
+from jobs.errors import INTERRUPTED_MESSAGE, JobNotCancellable, JobNotFound, QueueFull, RunnerClosed
+from jobs.runner import JobRunner
 from jobs.store import JobStore
 
 THREAD_PREFIX = "test-jobs"

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from app.web.jobhttp import job_json
 from jobs import store as store_module
 from jobs.models import Job, JobKind, JobStatus, format_time, utcnow
 from jobs.store import DB_NAME, JobStore
@@ -62,7 +63,7 @@ def test_status_finished_is_true_only_for_final_statuses() -> None:
 def test_job_json_has_exactly_the_documented_shape() -> None:
     job = Job.new(JobKind.RENAME, wallet_path="/w/Default", params={"new_name": "Bank"})
     job.created_at = datetime(2026, 11, 22, 10, 4, 11, 204_999, tzinfo=UTC)
-    body = job.to_json()
+    body = job_json(job)
     assert list(body) == JOB_JSON_KEYS
     assert body["kind"] == "wallet-rename" and body["status"] == "queued"
     assert body["created_at"] == "2026-11-22T10:04:11.204Z"

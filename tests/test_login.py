@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from app import crypto
+from app.wallet import crypto
 from tests.conftest import coin_bytes, write_coins
 
 PASSWORD = "s3cret pa55word"

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from app.config import MAX_BODY_BYTES, MAX_PARAM_CHARS
+from app.wallet.config import MAX_BODY_BYTES, MAX_PARAM_CHARS
 from app.main import create_app
-from app.params import read_params
+from app.web.params import read_params
 
 
 async def echo(request: web.Request) -> web.Response:

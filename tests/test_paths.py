@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from app.paths import MAX_NAME_CHARS, Unresolvable, canonical, folder_name_problem, is_inside, wallet_argument
+from app.wallet.paths import MAX_NAME_CHARS, Unresolvable, canonical, folder_name_problem, is_inside, wallet_argument
 
 
 @pytest.fixture

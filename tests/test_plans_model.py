@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from app.errors import ApiError
+from app.wallet.errors import ApiError
 from jobs.plans.models import MAX_RUNS, Plan, RunStatus, Trigger, new_plan_id, run_record
 from jobs.plans.retention import KeepPolicy
 from jobs.plans.store import PlanStore

@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from app.errors import WalletNotFound
+from app.wallet.errors import WalletNotFound
 from jobs.plans.models import RunStatus
 from jobs.plans.scheduler import PlanScheduler
 from jobs.plans.service import PlanBusy, PlanService

@@ -10,8 +10,8 @@ import pytest
 
 from tests.conftest import register_offline_wallet
 
-from app import storage
-from app.registry import COMMENT, RegistryEntry, parse_registry, read_registry, render_registry, write_registry
+from app.wallet import storage
+from app.wallet.registry import COMMENT, RegistryEntry, parse_registry, read_registry, render_registry, write_registry
 
 
 @pytest.fixture
@@ -137,7 +137,7 @@ def test_bad_rows_are_skipped_with_a_warning(registry_path, caplog):
         b'"/unclosed,local\n'
         b"/good/two,removable\n"
     )
-    with caplog.at_level(logging.WARNING, logger="app.registry"):
+    with caplog.at_level(logging.WARNING, logger="app.wallet.registry"):
         registry = read_registry(registry_path)
     assert [e.wallet_path for e in registry.entries] == ["/good/one", "/good/two"]
     assert len(registry.bad_rows) == 6

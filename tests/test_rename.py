@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-import app.storage
+import app.wallet.storage
 import jobs.rename
-from app.paths import canonical
-from app.registry import read_registry
+from app.wallet.paths import canonical
+from app.wallet.registry import read_registry
 from tests.conftest import write_coins
 
 LEGACY_HEADERS = {"Deprecation": "true", "Link": '</api/wallets/rename>; rel="successor-version"'}
@@ -449,7 +449,7 @@ async def test_journal_is_written_before_the_folder_is_touched(
 async def test_conflict_that_appears_while_queued_is_409_in_the_job(
     client: TestClient, data_dir: Path, default: Path
 ) -> None:
-    from app.state import wallets_key
+    from app.web.state import wallets_key
 
     service = client.app[wallets_key]
     async with service.registry_lock:  # the job waits here, after the endpoint's checks passed
@@ -476,15 +476,15 @@ def test_rename_noreplace_refuses_an_empty_folder(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kernel: bool
 ) -> None:
     if not kernel:
-        monkeypatch.setattr(app.storage, "_noreplace", None)
-    elif app.storage._noreplace is None:
+        monkeypatch.setattr(app.wallet.storage, "_noreplace", None)
+    elif app.wallet.storage._noreplace is None:
         pytest.skip("no renameat2/renamex_np in this C library")
     (tmp_path / "a" / "Bank").mkdir(parents=True)
     (tmp_path / "b").mkdir()
     with pytest.raises(FileExistsError):
-        app.storage.rename_noreplace(tmp_path / "a", tmp_path / "b")
+        app.wallet.storage.rename_noreplace(tmp_path / "a", tmp_path / "b")
     assert (tmp_path / "a" / "Bank").is_dir() and os.listdir(tmp_path / "b") == []
-    app.storage.rename_noreplace(tmp_path / "a", tmp_path / "c")
+    app.wallet.storage.rename_noreplace(tmp_path / "a", tmp_path / "c")
     assert (tmp_path / "c" / "Bank").is_dir() and not (tmp_path / "a").exists()
 
 
@@ -498,12 +498,12 @@ def test_rename_noreplace_falls_back_when_the_file_system_lacks_the_flag(
         ctypes.set_errno(errno.EINVAL)
         return -1
 
-    monkeypatch.setattr(app.storage, "_noreplace", unsupported)
+    monkeypatch.setattr(app.wallet.storage, "_noreplace", unsupported)
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
     with pytest.raises(FileExistsError):
-        app.storage.rename_noreplace(tmp_path / "a", tmp_path / "b")
-    app.storage.rename_noreplace(tmp_path / "a", tmp_path / "c")
+        app.wallet.storage.rename_noreplace(tmp_path / "a", tmp_path / "b")
+    app.wallet.storage.rename_noreplace(tmp_path / "a", tmp_path / "c")
     assert (tmp_path / "c").is_dir()
 
 
@@ -539,7 +539,7 @@ async def test_cancel_after_the_folder_move_began_is_409_and_the_rename_complete
 
 
 async def test_cancel_of_a_queued_rename_moves_nothing(client: TestClient, data_dir: Path, default: Path) -> None:
-    from app.state import wallets_key
+    from app.web.state import wallets_key
 
     before = snapshot(data_dir)
     async with client.app[wallets_key].registry_lock:
@@ -660,14 +660,14 @@ async def test_rename_waits_for_a_running_backup_and_a_later_backup_archives_the
 ) -> None:
     import zipfile
 
-    import jobs.backup
+    import jobs.backup.backup
 
     write_coins(default / "Bank", range(100, 2100))
     write_coins(default / "Fracked", range(3000, 3200))
     coin_names = {f"{folder}/{p.name}" for folder in ("Bank", "Fracked") for p in (default / folder).iterdir()}
     assert len(coin_names) == 2206
     running, release = threading.Event(), threading.Event()
-    real_write_backup = jobs.backup.write_backup
+    real_write_backup = jobs.backup.backup.write_backup
 
     def gated_write_backup(plan: Any, **kwargs: Any) -> dict[str, Any]:
         if not running.is_set():  # hold the first backup until the rename has been submitted
@@ -675,7 +675,7 @@ async def test_rename_waits_for_a_running_backup_and_a_later_backup_archives_the
             release.wait(10)
         return real_write_backup(plan, **kwargs)
 
-    monkeypatch.setattr(jobs.backup, "write_backup", gated_write_backup)
+    monkeypatch.setattr(jobs.backup.backup, "write_backup", gated_write_backup)
     destination = tmp_path / "backups"
     destination.mkdir()
 

@@ -14,10 +14,10 @@ from typing import Any, Callable
 import aiohttp
 import pytest
 
-from app.config import Config
-from app.paths import canonical
-from app.registry import RegistryEntry, read_registry, write_registry
-from app.wallets import make_wallet_folder
+from app.wallet.config import Config
+from app.wallet.paths import canonical
+from app.wallet.registry import RegistryEntry, read_registry, write_registry
+from app.wallet.wallets import make_wallet_folder
 from jobs.rename import journal_dir, settle_journal
 from tests.conftest import write_coins
 
@@ -225,7 +225,7 @@ CRASHING_SERVER = textwrap.dedent(
     import os, signal, sys
     from aiohttp import web
     import jobs.rename
-    from app.config import Config
+    from app.wallet.config import Config
     from app.main import create_app
 
     def crash(config, old, new):

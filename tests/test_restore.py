@@ -14,11 +14,12 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from app import coins, crypto
-from app.config import Config
-from app.paths import canonical
-from app.registry import read_registry
-from jobs import restore
+from app.wallet import coins, crypto
+from app.wallet.config import Config
+from app.wallet.paths import canonical
+from app.wallet.registry import read_registry
+from jobs.restore import restore
+from jobs.restore.archive_checks import entry_name_problem
 from jobs.models import Job, JobCancelled, JobFailed, JobKind
 from tests.conftest import coin_bytes, write_coins
 
@@ -96,7 +97,7 @@ def build_archive(
     manifest: bool = True,
     edit_manifest: Any = None,
 ) -> Path:
-    """A backup archive as jobs.backup writes it (root folder, entries, manifest), built by hand."""
+    """A backup archive as jobs.backup.backup writes it (root folder, entries, manifest), built by hand."""
     entries: list[dict[str, Any]] = [{"path": root, "type": "dir"}]
     entries += [{"path": root + d, "type": "dir"} for d in dirs]
     for name, data in files.items():
@@ -541,9 +542,9 @@ def test_the_restart_cleanup_registers_a_wallet_moved_before_the_crash(tmp_path:
     ["", "/etc/passwd", "../x", "a/../../x", "a/./b", "a//b", "a\\b", "C:x", "c:/x", "a/b\0c", "./a", ".."],
 )
 def test_unsafe_entry_names(name: str) -> None:
-    assert restore.entry_name_problem(name) is not None
+    assert entry_name_problem(name) is not None
 
 
 @pytest.mark.parametrize("name", ["Default/", "Default/Bank/1 CloudCoin #1 'x'.bin", "W/a..b/c.", "W/…/ü.txt", "W/a:b"])
 def test_safe_entry_names(name: str) -> None:
-    assert restore.entry_name_problem(name) is None
+    assert entry_name_problem(name) is None

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from app.registry import read_registry
+from app.wallet.registry import read_registry
 
 
 def registry_bytes(data_dir: Path) -> bytes:

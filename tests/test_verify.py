@@ -13,7 +13,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from jobs.models import JobCancelled, JobFailed
-from jobs.verify import verify_archive
+from jobs.restore.verify import verify_archive
 from tests.conftest import write_coins
 from tests.test_restore import build_archive, error, flip_byte_of, hand_files
 
@@ -141,7 +141,7 @@ def test_an_unreadable_file_is_an_error_not_a_problem(tmp_path: Path, monkeypatc
     def unreadable(path: Any, **_: Any) -> Any:
         raise PermissionError(13, "Permission denied", str(path))
 
-    monkeypatch.setattr("jobs.verify.verify_zip", unreadable)  # root reads a chmod-0 file; this does not
+    monkeypatch.setattr("jobs.restore.verify.verify_zip", unreadable)  # root reads a chmod-0 file; this does not
     path = build_archive(tmp_path / "hand.zip", hand_files())
     with pytest.raises(JobFailed) as failed:
         verify_archive(path, cancel=threading.Event(), report=lambda **_: None)

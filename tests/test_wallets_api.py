@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from app import coins, crypto
-from app.registry import RegistryEntry, read_registry, write_registry
-from app.wallets import TRANSACTIONS_HEADER, WALLET_FOLDERS
+from app.wallet import coins, crypto
+from app.wallet.registry import RegistryEntry, read_registry, write_registry
+from app.wallet.wallets import TRANSACTIONS_HEADER, WALLET_FOLDERS
 from tests.conftest import coin_bytes, register_offline_wallet, write_coins
 
 
@@ -207,7 +207,7 @@ async def test_unreadable_coin_file_is_valued_from_its_name(client, data_dir):
 
 
 async def test_coin_file_that_cannot_be_opened_is_reported_not_fatal(client, data_dir, monkeypatch):
-    from app import coinfolders
+    from app.wallet import coinfolders
 
     bank = data_dir / "Wallets" / "Default" / "Bank"
     write_coins(bank, [1], denomination=0)
@@ -253,7 +253,7 @@ async def test_balance_of_a_path_outside_the_registry_is_404(client, raw):
 
 
 async def test_unregistered_wallet_folder_is_never_read(client, data_dir, tmp_path, monkeypatch):
-    from app import coinfolders
+    from app.wallet import coinfolders
 
     inside = make_wallet(data_dir / "Wallets" / "Stranger")
     outside = make_wallet(tmp_path / "outside" / "Stranger")
@@ -586,7 +586,7 @@ async def test_create_without_wallet_path_is_400(client, data_dir, params):
 
 
 async def test_create_is_undone_when_the_registry_cannot_be_saved(client, data_dir, monkeypatch, caplog):
-    from app import wallets
+    from app.wallet import wallets
 
     def full_disk(*args, **kwargs):
         raise OSError(28, "No space left on device")

@@ -1,4 +1,4 @@
-"""jobs.zipstream: archives it writes read back byte for byte, and the verifier finds the damage."""
+"""jobs.zip.writer: archives it writes read back byte for byte, and the verifier finds the damage."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from jobs.zipstream import (
+from jobs.zip.writer import (
     EntryResult,
     ZipFormatError,
     ZipProblem,

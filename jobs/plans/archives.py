@@ -19,8 +19,8 @@ import struct
 import zlib
 from typing import Any
 
-from jobs.backup_manifest import MANIFEST_FORMAT, SUMMARY_KEY
-from jobs.backup_manifest import MANIFEST_NAME as _MANIFEST_NAME
+from jobs.backup.manifest import MANIFEST_FORMAT, SUMMARY_KEY
+from jobs.backup.manifest import MANIFEST_NAME as _MANIFEST_NAME
 
 MANIFEST_NAME = _MANIFEST_NAME.encode()
 #: `CloudCoin-Wallet-Backup_<wallet>_<YYYY-MM-DD>[_N].zip` (api.md's file name rule)

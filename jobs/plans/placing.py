@@ -18,8 +18,8 @@ from collections.abc import Callable
 from datetime import tzinfo
 from pathlib import Path
 
-from app.storage import fsync_dir
-from jobs.backup_checks import claim_final_name
+from app.wallet.storage import fsync_dir
+from jobs.backup.checks import claim_final_name
 from jobs.models import JobCancelled
 
 from .archives import ArchiveUnreadable, is_archive_name, read_manifest_head, read_summary

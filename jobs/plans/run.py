@@ -18,25 +18,27 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from app.config import Config
-from app.errors import ApiError, WalletNotFound
-from app.keyring import KeyRing
-from app.paths import canonical
-from app.storage import fsync_dir
-from app.wallets import WalletService
-from jobs.backup import BackupPlan, write_backup
-from jobs.backup_checks import resolve_destination, temp_name
+from app.wallet.config import Config
+from app.wallet.errors import ApiError, WalletNotFound
+from app.wallet.paths import canonical
+from app.wallet.storage import fsync_dir
+from jobs.backup.backup import BackupRun, write_backup
+from jobs.backup.checks import resolve_destination, temp_name
+from jobs.context import JobContext, JobView
 from jobs.models import Job, JobCancelled, JobFailed, JobKind, JobStatus
-from jobs.runner import JobContext, JobRunner
+from jobs.runner import JobRunner
+from jobs.services import Services
+from jobs.shape import Params
 
 from .models import Plan, RunStatus
 from .placing import CopyFailed, copy_name, place_copy, prune
 from .retention import KeepPolicy
-from .service import PlanService
+from .service import PlanNotFound, PlanService
 
 log = logging.getLogger(__name__)
 
@@ -44,53 +46,115 @@ NOT_LOGGED_IN = "Not logged in: this plan writes only encrypted backups"
 NO_DESTINATION = "Destination directory does not exist"
 
 
-class PlanRunJob:
-    """The job function of kind plan-run."""
+@dataclass(frozen=True, slots=True)
+class PlanRunPlan:
+    """One run of a plan, fixed when it is queued: the plan's settings at that moment."""
 
-    def __init__(self, *, plans: PlanService, wallets: WalletService, keyring: KeyRing, data_dir: Path) -> None:
-        self._plans = plans
-        self._wallets = wallets
-        self._keyring = keyring
-        self._data_dir = data_dir
+    wallet_path: str
+    plan_id: str
+    run_id: str
+    trigger: str
+    scheduled_for: str | None
+    destinations: tuple[str, ...]
+    keep: dict[str, int]
+    encrypted_only: bool
+
+    @property
+    def lane(self) -> str:
+        return self.wallet_path
+
+    def params(self) -> dict[str, Any]:
+        return {
+            "plan_id": self.plan_id, "run_id": self.run_id, "trigger": self.trigger,
+            "scheduled_for": self.scheduled_for, "destinations": list(self.destinations),
+            "keep": dict(self.keep), "encrypted_only": self.encrypted_only,
+        }  # fmt: skip
+
+    @classmethod
+    def from_job(cls, job: JobView) -> PlanRunPlan:
+        # The job's wallet path: a rename queued before this run moved the lane and the wallet.
+        p = job.params
+        return cls(
+            wallet_path=job.wallet_path, plan_id=str(p["plan_id"]), run_id=str(p["run_id"]),
+            trigger=str(p.get("trigger", "manual")), scheduled_for=p.get("scheduled_for"),
+            destinations=tuple(str(d) for d in p.get("destinations") or ()), keep=dict(p.get("keep") or {}),
+            encrypted_only=bool(p.get("encrypted_only", False)),
+        )  # fmt: skip
+
+
+def plan_plan_run(params: Params, services: Services) -> PlanRunPlan:
+    """A run of the plan `plan_id`, as the plan service queues it (run_id, trigger, scheduled_for given)."""
+    plans = _plans(services)
+    plan = plans.get(str(params.get("plan_id", "")))
+    return PlanRunPlan(
+        wallet_path=plan.wallet_path, plan_id=plan.id, run_id=str(params["run_id"]),
+        trigger=str(params.get("trigger", "manual")), scheduled_for=params.get("scheduled_for"),
+        destinations=plan.destinations, keep=plan.keep.to_json(), encrypted_only=plan.encrypted_only,
+    )  # fmt: skip
+
+
+async def run_plan_run(plan: PlanRunPlan, ctx: JobContext) -> dict[str, Any]:
+    """The job: record the run as running, do it, record how it ended; the result is the run record."""
+    return await PlanRunJob(ctx.services).run(plan, ctx)
+
+
+def cleanup_plan_run(config: Config, job: Job) -> None:
+    remove_temporary_files(job)
+
+
+def _plans(services: Services) -> PlanService:
+    if services.plans is None:
+        raise RuntimeError("the job runner was made without the plan service")
+    return services.plans
+
+
+class PlanRunJob:
+    """One plan run's work, with the services it reads."""
+
+    def __init__(self, services: Services) -> None:
+        self._plans = _plans(services)
+        self._wallets = services.wallets
+        self._keyring = services.keyring
+        self._data_dir = services.config.data_dir
 
     def __repr__(self) -> str:
         return f"<PlanRunJob {self._plans!r}>"
 
-    async def run(self, ctx: JobContext) -> dict[str, Any]:
-        params = ctx.job.params
-        plan_id, run_id = str(params["plan_id"]), str(params["run_id"])
-        run = dict(self._plans.find_run(plan_id, run_id) or _fresh_run(params))
+    async def run(self, plan: PlanRunPlan, ctx: JobContext) -> dict[str, Any]:
+        run = dict(self._plans.find_run(plan.plan_id, plan.run_id) or _fresh_run(plan))
         run.update(job_id=ctx.job.id, status=str(RunStatus.RUNNING), started_at=self._now(), destinations=[])
-        await self._plans.record(plan_id, run)
+        await self._plans.record(plan.plan_id, run)
         try:
-            await self._work(ctx, run)
+            await self._work(ctx, plan, run)
         except JobCancelled:
             run.update(status=str(RunStatus.CANCELLED), finished_at=self._now())
-            await self._plans.record(plan_id, run)
+            await self._plans.record(plan.plan_id, run)
             raise
         except Exception:  # the job completes with a recorded run, whatever went wrong
-            log.exception("plan %s run %s failed", plan_id, run_id)
+            log.exception("plan %s run %s failed", plan.plan_id, plan.run_id)
             run.update(status=str(RunStatus.FAILED), error="Internal server error")
         run["finished_at"] = self._now()
-        await self._plans.record(plan_id, run)
+        await self._plans.record(plan.plan_id, run)
         return run
 
-    async def _work(self, ctx: JobContext, run: dict[str, Any]) -> None:
-        params = ctx.job.params
-        plan_id = str(params["plan_id"])
+    async def _work(self, ctx: JobContext, plan: PlanRunPlan, run: dict[str, Any]) -> None:
+        plan_id = plan.plan_id
         try:
-            wallet = await self._wallets.resolve(ctx.job.wallet_path)
+            wallet = await self._wallets.resolve(plan.wallet_path)
         except WalletNotFound:
-            run.update(status=str(RunStatus.FAILED), error=f"Wallet not found: {ctx.job.wallet_path}")
+            wallet = None
+        if wallet is None or not wallet.online:
+            # Gone or offline: a failed run with the reason; the plan keeps its schedule.
+            run.update(status=str(RunStatus.FAILED), error=f"Wallet not found: {plan.wallet_path}")
             return
         run.update(wallet_path=str(wallet.path), wallet_name=wallet.name)
         key = self._keyring.key  # read once, at the start: a logout mid-run does not change this run
-        if params.get("encrypted_only") and key is None:
+        if plan.encrypted_only and key is None:
             run.update(status=str(RunStatus.FAILED), error=NOT_LOGGED_IN)
             return
         zone = self._plans.zone
         date = datetime.now(zone).strftime("%Y-%m-%d")
-        results: list[dict[str, Any]] = [{"destination": d} for d in params["destinations"]]
+        results: list[dict[str, Any]] = [{"destination": d} for d in plan.destinations]
         run["destinations"] = results
         reachable = await ctx.run_blocking(self._reachable, results)
         await self._plans.record(plan_id, run)
@@ -98,7 +162,7 @@ class PlanRunJob:
         original: dict[str, Any] | None = None
         for entry in reachable:
             ctx.report(message=f"Archiving {wallet.name} into {entry['destination']}")
-            backup = BackupPlan(
+            backup = BackupRun(
                 job_id=ctx.job.id, wallet_path=wallet.path, destination=Path(entry["destination"]),
                 data_dir=canonical(self._data_dir), key=key, date=date, plan_id=plan_id,
             )  # fmt: skip
@@ -120,7 +184,7 @@ class PlanRunJob:
         made = [entry for entry in results if entry.get("status") == RunStatus.COMPLETED]
         ctx.check_cancelled()
         ctx.forbid_cancel()  # retention is never interrupted half-way, and never runs after a cancel
-        keep = KeepPolicy.from_json(params.get("keep"))
+        keep = KeepPolicy.from_json(plan.keep)
         for n, entry in enumerate(made, 1):
             ctx.report(message=f"Pruning ({n} of {len(made)} destinations)")
             pruned, failed = await ctx.run_blocking(
@@ -159,7 +223,7 @@ class PlanRunJob:
             else:
                 entry.update(status=str(RunStatus.COMPLETED), zip_path=str(final), bytes=size, verified=True)
                 await self._mark_verified(ctx, str(final))
-            await self._plans.record(str(ctx.job.params["plan_id"]), run)
+            await self._plans.record(ctx.job.params["plan_id"], run)
 
     def _reachable(self, results: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Check every destination again (a link may have changed); the ones that exist, in plan order."""
@@ -188,11 +252,10 @@ class PlanRunJob:
         return datetime.now(self._plans.zone).isoformat(timespec="seconds")
 
 
-def _fresh_run(params: Any) -> dict[str, Any]:
+def _fresh_run(plan: PlanRunPlan) -> dict[str, Any]:
     return {
-        "run_id": params["run_id"], "job_id": None, "trigger": params.get("trigger", "manual"),
-        "scheduled_for": params.get("scheduled_for"), "started_at": None, "finished_at": None,
-        "status": str(RunStatus.QUEUED), "destinations": [],
+        "run_id": plan.run_id, "job_id": None, "trigger": plan.trigger, "scheduled_for": plan.scheduled_for,
+        "started_at": None, "finished_at": None, "status": str(RunStatus.QUEUED), "destinations": [],
     }  # fmt: skip
 
 
@@ -235,12 +298,12 @@ class PlanSubmitter:
         return f"<PlanSubmitter watching={len(self._watchers)}>"
 
     async def __call__(self, plan: Plan, run: dict[str, Any]) -> str:
-        params = {
-            "plan_id": plan.id, "run_id": run["run_id"], "trigger": run["trigger"],
-            "scheduled_for": run["scheduled_for"], "destinations": list(plan.destinations),
-            "keep": plan.keep.to_json(), "encrypted_only": plan.encrypted_only,
-        }  # fmt: skip
-        job = await self._runner.submit(JobKind.PLAN_RUN, wallet_path=plan.wallet_path, params=params)
+        planned = PlanRunPlan(
+            wallet_path=plan.wallet_path, plan_id=plan.id, run_id=run["run_id"], trigger=run["trigger"],
+            scheduled_for=run["scheduled_for"], destinations=plan.destinations, keep=plan.keep.to_json(),
+            encrypted_only=plan.encrypted_only,
+        )  # fmt: skip
+        job = await self._runner.submit(JobKind.PLAN_RUN, wallet_path=planned.lane, params=planned.params())
         task = asyncio.get_running_loop().create_task(self._watch(plan.id, run["run_id"], job.id))
         self._watchers.add(task)
         task.add_done_callback(self._watchers.discard)
@@ -260,13 +323,3 @@ class PlanSubmitter:
             task.cancel()
         await asyncio.gather(*self._watchers, return_exceptions=True)
 
-
-def register(
-    runner: JobRunner, *, config: Config, wallets: WalletService, keyring: KeyRing, plans: PlanService, **_: Any
-) -> PlanSubmitter:
-    """Register the plan-run job and its restart cleanup; connect the plan service to the queue."""
-    job = PlanRunJob(plans=plans, wallets=wallets, keyring=keyring, data_dir=config.data_dir)
-    runner.register(JobKind.PLAN_RUN, job.run, cleanup=remove_temporary_files)
-    submitter = PlanSubmitter(runner, plans)
-    plans.connect(submitter)
-    return submitter

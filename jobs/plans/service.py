@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
-from app.errors import ApiError
+from app.wallet.errors import ApiError
 
 from .models import MAX_RUNS, Plan, RunStatus, Trigger, new_plan_id, new_run_id, run_record, show_time
 from .retention import KeepPolicy

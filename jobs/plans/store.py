@@ -17,7 +17,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from app.storage import atomic_write_bytes
+from app.wallet.storage import atomic_write_bytes
 
 from .models import MAX_RUNS, Plan
 

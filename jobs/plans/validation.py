@@ -10,9 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from app.errors import ApiError
-from app.paths import canonical, is_inside
-from jobs.backup_checks import resolve_destination
+from app.wallet.errors import ApiError
+from app.wallet.paths import canonical, is_inside
+from jobs.backup.checks import resolve_destination
 
 from .models import MAX_DESTINATIONS, MAX_NAME_CHARS
 from .retention import KeepPolicy, PolicyError

@@ -1,0 +1,1 @@
+"""The wallet domain: config, errors, paths, storage, the registry, coin files, crypto and the wallet service."""

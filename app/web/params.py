@@ -1,0 +1,157 @@
+"""Request parameters: query, urlencoded form or JSON object body, merged (the body wins) and checked once."""
+from __future__ import annotations
+
+import json
+from typing import Any
+from urllib.parse import parse_qsl
+
+from aiohttp import web
+
+from app.wallet.config import MAX_PARAM_CHARS
+from app.wallet.errors import ApiError
+
+_PARAMS_KEY = web.RequestKey("params", dict)
+
+
+async def read_params(request: web.Request) -> dict[str, str]:
+    """All parameters of the request as strings; cached on the request. Bad input is a 400."""
+    if _PARAMS_KEY in request:
+        return request[_PARAMS_KEY]
+    params = _checked(_from_query(request.rel_url.raw_query_string))
+    params.update(_checked(await _from_body(request)))  # each source checked: the body may not hide a bad query
+    request[_PARAMS_KEY] = params
+    return params
+
+
+def _from_query(raw_query: str) -> dict[str, str]:
+    """The query string decoded strictly: aiohttp's `request.query` turns bad UTF-8 into U+FFFD, which
+    would let `?wallet_path=%FF` name a wallet called "\ufffd"."""
+    try:
+        pairs = parse_qsl(raw_query, keep_blank_values=True, errors="strict")
+    except UnicodeDecodeError:
+        raise ApiError(400, "Query string is not valid UTF-8") from None
+    return _from_pairs(pairs, where="query")
+
+
+#: Bodies sent without a useful Content-Type (curl -d, fetch with a string) are sniffed for JSON.
+_SNIFFED_TYPES = frozenset({"", "text/plain", "application/octet-stream", "application/x-www-form-urlencoded"})
+
+
+async def _from_body(request: web.Request) -> dict[str, str]:
+    if not request.body_exists:
+        return {}
+    raw = await request.read()
+    if not raw.strip():
+        return {}
+    content_type = request.content_type
+    is_json = content_type in ("application/json", "text/json") or content_type.endswith("+json")
+    if is_json or (
+        content_type in _SNIFFED_TYPES and raw.lstrip()[:1] in (b"{", b"[")
+    ):
+        return _from_json(raw)
+    if content_type == "application/x-www-form-urlencoded":
+        try:
+            pairs = parse_qsl(raw.decode("utf-8"), keep_blank_values=True, errors="strict")
+        except UnicodeDecodeError:
+            raise ApiError(400, "Request body is not valid UTF-8") from None
+        return _from_pairs(pairs, where="form body")
+    raise ApiError(415, "Send parameters as a query string, a form or a JSON object")
+
+
+def _from_json(raw: bytes) -> dict[str, str]:
+    try:
+        document = json.loads(
+            raw.decode("utf-8"), object_pairs_hook=_unique_pairs, parse_constant=_no_constant
+        )
+    except UnicodeDecodeError:
+        raise ApiError(400, "Request body is not valid UTF-8") from None
+    except (ValueError, RecursionError):  # JSONDecodeError, an over-long integer, deep nesting
+        raise ApiError(400, "Request body is not valid JSON") from None
+    if not isinstance(document, dict):
+        raise ApiError(400, "Request body must be a JSON object")
+    return {name: _json_scalar(name, value) for name, value in document.items()}
+
+
+def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    document: dict[str, Any] = {}
+    for name, value in pairs:
+        if name in document:
+            raise ApiError(400, f"Parameter {name} is given more than once in the JSON body")
+        document[name] = value
+    return document
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+#: The only parameters a JSON body may give as something other than a string.
+JSON_BOOLEANS = frozenset({"async"})
+JSON_INTEGERS = frozenset({"offset", "limit", "wait", "index"})
+
+
+def _json_scalar(name: str, value: Any) -> str:
+    """A JSON value as the parameter string; `{"wallet_path": false}` must not name a wallet "false"."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        if name in JSON_BOOLEANS:
+            return "true" if value else "false"
+    elif isinstance(value, int) and name in JSON_INTEGERS:
+        return str(value)
+    raise ApiError(400, f"Parameter {name} must be a string")
+
+
+def _from_pairs(pairs: list[tuple[str, str]], *, where: str) -> dict[str, str]:
+    params: dict[str, str] = {}
+    for name, value in pairs:
+        if name in params:
+            raise ApiError(400, f"Parameter {name} is given more than once in the {where}")
+        params[name] = value
+    return params
+
+
+def _checked(params: dict[str, str]) -> dict[str, str]:
+    for name, value in params.items():
+        _check(name, value)
+    return params
+
+
+def _check(name: str, value: str) -> None:
+    if "\0" in name or "\0" in value:
+        raise ApiError(400, f"Parameter {name.replace(chr(0), '')} contains a NUL character")
+    if len(name) > MAX_PARAM_CHARS:
+        raise ApiError(400, f"A parameter name is longer than {MAX_PARAM_CHARS} characters")
+    if len(value) > MAX_PARAM_CHARS:
+        raise ApiError(400, f"Parameter {name} is longer than {MAX_PARAM_CHARS} characters")
+    if any("\ud800" <= c <= "\udfff" for c in name + value):
+        raise ApiError(400, f"Parameter {name} is not valid UTF-8")
+
+
+def choice(params: dict[str, str], name: str, choices: tuple[str, ...], *, default: str | None = None) -> str | None:
+    """One of `choices` (matched without regard to case), `default` when absent; an empty or other value is a 400."""
+    raw = params.get(name)
+    if raw is None:
+        return default
+    for option in choices:
+        if raw.lower() == option.lower():
+            return option
+    raise ApiError(400, f"Parameter {name} must be one of {', '.join(choices)}")
+
+
+def flag(params: dict[str, str], name: str) -> bool:
+    return params.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def integer(params: dict[str, str], name: str, *, default: int, minimum: int = 0, maximum: int | None = None) -> int:
+    raw = params.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ApiError(400, f"Parameter {name} must be an integer") from None
+    if value < minimum or (maximum is not None and value > maximum):
+        bound = f"between {minimum} and {maximum}" if maximum is not None else f"at least {minimum}"
+        raise ApiError(400, f"Parameter {name} must be {bound}")
+    return value

@@ -1,0 +1,32 @@
+"""The typed application keys (where each shared service lives on the app), and the way to its thread pool."""
+from __future__ import annotations
+
+import asyncio
+import functools
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable, TypeVar
+
+from aiohttp import web
+
+from app.wallet.config import Config
+from app.wallet.keyring import KeyRing
+from app.wallet.wallets import WalletService
+
+config_key = web.AppKey("config", Config)
+executor_key = web.AppKey("executor", ThreadPoolExecutor)
+wallets_key = web.AppKey("wallets", WalletService)
+started_key = web.AppKey("started", float)
+keyring_key = web.AppKey("keyring", KeyRing)
+#: Headers that every answer of a route carries, by route path (a deprecated route's Deprecation and Link).
+route_headers_key = web.AppKey("route_headers", dict)
+#: The OpenAPI description of the route table, built once when the routes are added.
+openapi_key = web.AppKey("openapi", dict)
+
+
+T = TypeVar("T")
+
+
+async def run_blocking(app: web.Application, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+    """Run blocking work on the app's own thread pool (never the default executor); the loop only awaits."""
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(app[executor_key], functools.partial(fn, *args, **kwargs))

@@ -1,0 +1,274 @@
+"""The backup job: check the destination, archive the wallet, verify, name the ZIP; restart cleanup.
+
+One run, all of it blocking work on the app's thread pool (`write_backup`):
+
+1. the destination is checked again (a symlink may have been swapped since the request) and its
+   last component created, mode 0700 (jobs/backup/checks.py);
+2. a cheap `scandir` pass counts the files (d_type only, no stat: progress needs a total, and a
+   stat per coin would cost a fifth of the whole backup; so `bytes_total` is known only at the end);
+3. the wallet is walked into ``.cloudcoin-backup-<job id>.tmp`` in the destination, the manifest
+   last (jobs/backup/archive.py, jobs/backup/manifest.py), while `HashingFile` hashes the archive
+   on its way to the disk (jobs/backup/output.py);
+4. the archive, closed with a comment naming wallet and date, is fsynced and read back with
+   `verify_zip` (every CRC);
+5. the final name ``CloudCoin-Wallet-Backup_<wallet>_<YYYY-MM-DD>[_N].zip`` is claimed with
+   `os.link`, which fails rather than overwrite, so two backups on one day never race; the
+   temporary name is removed and the directory fsynced.
+
+A cancel (checked between files) or any failure removes the temporary file; nothing else is ever
+left behind. After a crash `remove_temporary_files` (the runner's cleanup hook) deletes the
+half-written archive.
+
+Before any of this, `plan_backup` runs the endpoint's checks in api.md's order (jobs/backup/checks.py).
+"""
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from app.wallet.config import Config
+from app.wallet.errors import ApiError, WalletNotFound
+from app.wallet.paths import canonical
+from app.wallet.storage import atomic_write_bytes, fsync_dir
+from app.wallet.coinfolders import is_wallet_folder
+from jobs.backup.archive import Archiver, Report, count_entries
+from jobs.backup.checks import (
+    MISSING_DESTINATION,
+    SUCCESS_MESSAGE,
+    ZIP_FAILED,
+    check_destination_place,
+    claim_final_name,
+    make_destination,
+    resolve_destination,
+    temp_name,
+    wallet_not_found,
+)
+from jobs.backup.output import HashingFile
+from jobs.context import JobContext, JobView
+from jobs.models import Job, JobCancelled, JobFailed
+from jobs.services import Services
+from jobs.shape import Params
+from jobs.zip.writer import verify_zip
+
+log = logging.getLogger(__name__)
+
+#: BackupPlaces.txt keeps this many destinations (storage.md)
+MAX_BACKUP_PLACES = 10
+
+
+@dataclass(frozen=True, slots=True)
+class BackupPlan:
+    """A backup that passed the endpoint's checks: which wallet, and the canonical destination."""
+
+    wallet_path: Path
+    destination: Path
+
+    @property
+    def lane(self) -> str:
+        return str(self.wallet_path)
+
+    def params(self) -> dict[str, str]:
+        return {"destination": str(self.destination)}
+
+    @classmethod
+    def from_job(cls, job: JobView) -> BackupPlan:
+        # The job's wallet path, not the request's: a rename queued before this backup may have moved it.
+        return cls(Path(job.wallet_path), Path(str(job.params["destination"])))
+
+
+def plan_backup(params: Params, services: Services) -> BackupPlan:
+    """The endpoint's checks in api.md's order, each raising the seed's exact error (blocking: stats)."""
+    raw = params.get("destination", "")
+    if not raw.strip():
+        raise MISSING_DESTINATION
+    destination = resolve_destination(raw, data_dir=canonical(services.config.data_dir))
+    try:
+        wallet = services.wallets.find(params.get("wallet_path"))
+    except WalletNotFound as exc:
+        raise wallet_not_found(exc.path) from None
+    if not wallet.online:
+        raise wallet_not_found(params.get("wallet_path") or str(wallet.path))
+    check_destination_place(destination, wallet.path)
+    return BackupPlan(wallet.path, destination)
+
+
+async def run_backup(plan: BackupPlan, ctx: JobContext) -> dict[str, Any]:
+    """Re-check the wallet, run `write_backup` on the pool, remember the place."""
+    started = time.monotonic()
+    config, wallets = ctx.services.config, ctx.services.wallets
+    try:
+        wallet = await wallets.resolve(str(plan.wallet_path))
+    except WalletNotFound:
+        raise JobFailed.from_error(wallet_not_found(str(plan.wallet_path))) from None
+    run = BackupRun(
+        job_id=ctx.job.id,
+        wallet_path=wallet.path,
+        destination=plan.destination,
+        data_dir=canonical(config.data_dir),
+        key=ctx.services.keyring.key,  # the key set now; a logout mid-backup does not change this run
+        date=time.strftime("%Y-%m-%d"),
+    )
+    result = await ctx.run_blocking(write_backup, run, cancel=ctx.cancel_event, report=ctx.report)
+    await ctx.run_blocking(_remember_place, config, result["destination"])
+    result["duration_ms"] = round((time.monotonic() - started) * 1000)
+    return result
+
+
+def cleanup_backup(config: Config, job: Job) -> None:
+    """The restart cleanup (the half-written archive); the backup keeps nothing in Client_Data."""
+    remove_temporary_files(job)
+
+
+def remove_temporary_files(job: Job) -> None:
+    """Delete the half-written archive a crash left in the job's destination."""
+    destination = job.params.get("destination")
+    if not isinstance(destination, str) or not os.path.isabs(destination):
+        return
+    path = os.path.join(destination, temp_name(job.id))
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        log.warning("backup job %s: cannot remove %s: %s", job.id, path, exc)
+        return
+    log.info("backup job %s: removed the unfinished archive %s", job.id, path)
+    try:
+        fsync_dir(Path(destination))
+    except OSError:
+        pass
+
+
+@dataclass(frozen=True, slots=True)
+class BackupRun:
+    """Everything `write_backup` needs, fixed when the job starts running."""
+
+    job_id: str
+    wallet_path: Path
+    destination: Path
+    data_dir: Path
+    key: bytes | None
+    date: str  # YYYY-MM-DD, local time
+    plan_id: str | None = None  # set by a plan run: recorded in the manifest and the summary
+
+
+#: BackupPlaces.txt is rewritten by one backup at a time (two may finish together).
+_places_lock = threading.Lock()
+
+
+def _remember_place(config: Config, destination: str) -> None:
+    try:
+        with _places_lock:
+            remember_backup_place(config.backup_places_path, destination)
+    except OSError as exc:
+        # The archive is complete and verified; a full Client_Data must not turn it into a failure.
+        log.warning("cannot update %s: %s", config.backup_places_path, exc)
+
+
+def remember_backup_place(path: Path, destination: str) -> None:
+    """Put `destination` first in BackupPlaces.txt: newest first, unique, at most ten, atomic."""
+    try:
+        lines = path.read_text(encoding="utf-8", errors="surrogateescape").splitlines()
+    except FileNotFoundError:
+        lines = []
+    places = [destination]
+    for line in lines:
+        line = line.strip()
+        if line and line not in places:
+            places.append(line)
+    text = "".join(f"{place}\n" for place in places[:MAX_BACKUP_PLACES])
+    atomic_write_bytes(path, text.encode("utf-8", errors="surrogateescape"))
+
+
+def write_backup(plan: BackupRun, *, cancel: threading.Event, report: Report) -> dict[str, Any]:
+    """Write, verify and name the archive of `plan.wallet_path`; the body of a successful backup."""
+    wallet = plan.wallet_path
+    if not is_wallet_folder(wallet):
+        raise JobFailed.from_error(wallet_not_found(str(wallet)))
+    try:
+        destination = resolve_destination(str(plan.destination), data_dir=plan.data_dir)
+        check_destination_place(destination, wallet)
+    except ApiError as error:
+        raise JobFailed.from_error(error) from None
+    make_destination(destination)
+    if cancel.is_set():
+        raise JobCancelled()
+    total = count_entries(wallet, cancel)
+    report(done=0, total=total, message=f"Archiving {wallet.name} (0 of {total:,} files)")
+    tmp = destination / temp_name(plan.job_id)
+    try:
+        fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        log.error("backup job %s: cannot create %s: %s", plan.job_id, tmp, exc)
+        raise JobFailed.from_error(ZIP_FAILED) from None
+    final: Path | None = None
+    try:
+        os.fchmod(fd, 0o600)
+        out = HashingFile(fd)
+        archiver = Archiver(
+            wallet=wallet, job_id=plan.job_id, date=plan.date, key=plan.key, spool_dir=destination,
+            out=out, cancel=cancel, report=report, total=total, plan_id=plan.plan_id,
+        )  # fmt: skip
+        archiver.archive()
+        os.fsync(fd)
+        report(message=f"Verifying {archiver.entries:,} entries")
+        _verify(tmp, archiver.entries, job_id=plan.job_id, cancel=cancel, report=report)
+        zip_sha256 = out.hexdigest()
+        zip_size = os.fstat(fd).st_size
+        if cancel.is_set():
+            raise JobCancelled()
+        final = claim_final_name(tmp, destination, wallet.name, plan.date)
+    except (JobCancelled, JobFailed):
+        raise
+    except (OSError, ValueError) as exc:
+        log.error("backup job %s of %s failed: %s", plan.job_id, wallet, exc, exc_info=True)
+        raise JobFailed.from_error(ZIP_FAILED) from None
+    finally:
+        os.close(fd)
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            log.warning("backup job %s: cannot remove %s: %s", plan.job_id, tmp, exc)
+    try:
+        fsync_dir(destination)
+    except OSError as exc:
+        log.warning("backup job %s: cannot fsync %s: %s", plan.job_id, destination, exc)
+    log.info("backup job %s: %s -> %s (%d entries)", plan.job_id, wallet, final, archiver.entries)
+    return {
+        "command": "wallet-backup",
+        "success": True,
+        "wallet_path": str(wallet),
+        "wallet_name": wallet.name,
+        "zip_path": str(final),
+        "destination": str(destination),
+        **archiver.counters(),
+        "message": SUCCESS_MESSAGE,
+        "job_id": plan.job_id,
+        "filename": final.name,
+        "zip_size": zip_size,
+        "zip_sha256": zip_sha256,
+        "entries": archiver.entries,
+    }
+
+
+def _verify(path: Path, entries: int, *, job_id: str, cancel: threading.Event, report: Report) -> None:
+    """Read every entry back (CRC-32 and sizes); any problem fails the backup."""
+
+    def on_entry(n: int) -> None:
+        report(message=f"Verifying ({n:,} of {entries:,} entries)")
+
+    checked, problems = verify_zip(path, on_entry=on_entry, on_entry_every=4096, should_stop=cancel.is_set)
+    if cancel.is_set():
+        raise JobCancelled()
+    if problems or checked != entries:
+        for problem in problems[:10]:
+            log.error("backup job %s: verification: %s: %s", job_id, problem.path, problem.problem)
+        raise OSError(errno.EIO, f"archive failed verification ({len(problems)} problems, {checked} entries)")
