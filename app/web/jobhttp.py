@@ -16,7 +16,7 @@ is shielded: a client that disconnects never cancels the job.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -24,7 +24,7 @@ from aiohttp import web
 
 from app.wallet.errors import ApiError
 from app.web.params import flag, read_params
-from app.web.state import config_key, executor_key, keyring_key, run_blocking, wallets_key
+from app.web.state import config_key, executor_key, keyring_key, plans_key, run_blocking, wallets_key
 from jobs.errors import JobNotCancellable, JobNotFound, QueueFull
 from jobs.kinds import SPECS, register_kinds
 from jobs.models import Job, JobKind, JobStatus
@@ -48,7 +48,7 @@ def setup(app: web.Application) -> None:
 
 async def _runner(app: web.Application) -> AsyncIterator[None]:
     config = app[config_key]
-    services = Services(config=config, wallets=app[wallets_key], keyring=app[keyring_key])
+    services = Services(config=config, wallets=app[wallets_key], keyring=app[keyring_key], plans=app.get(plans_key))
     runner = JobRunner(
         JobStore(config.jobs_dir),
         executor=app[executor_key],
@@ -145,13 +145,22 @@ async def answer_with_job(
 ) -> web.Response:
     """Queue a job whose request passed its checks; wait for it and answer, or answer 202."""
     runner = request.app[runner_key]
-    preferences = parse_prefer(request.headers.getall("Prefer", []))
-    asynchronous = "respond-async" in preferences or flag(await read_params(request), "async")
     key = request.headers.get("Idempotency-Key") or None
     if key is not None and (len(key) > 255 or not key.isprintable()):
         raise ApiError(400, "Idempotency-Key must be printable and at most 255 characters")
     with runner_errors():
         job = await runner.submit(kind, wallet_path=wallet_path, params=params, idempotency_key=key)
+    return await answer_submitted(request, job)
+
+
+async def answer_submitted(
+    request: web.Request, job: Job, finished: Callable[[Job], web.Response] | None = None
+) -> web.Response:
+    """For a job just queued: answer 202 at once when asked to, else wait (bounded by Prefer: wait=N)
+    and answer the finished job (`job_answer`, or `finished` for an endpoint with its own answer)."""
+    runner = request.app[runner_key]
+    preferences = parse_prefer(request.headers.getall("Prefer", []))
+    asynchronous = "respond-async" in preferences or flag(await read_params(request), "async")
     applied = ["respond-async"] if "respond-async" in preferences else []
     if asynchronous:
         return accepted(job, applied)
@@ -159,7 +168,7 @@ async def answer_with_job(
     job = await runner.wait(job.id, wait)
     if not job.status.finished:
         return accepted(job, [*applied, f"wait={preferences['wait']}"])
-    return job_answer(job)
+    return (finished or job_answer)(job)
 
 
 def accepted(job: Job, applied: list[str]) -> web.Response:

@@ -17,6 +17,7 @@ import stat
 import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from .archives import ARCHIVE_NAME, ArchiveUnreadable, read_manifest_head, read_summary
@@ -98,6 +99,15 @@ class BackupCatalog:
                         self._cache[key] = cached
                 found.append(Found(entry.path, st.st_size, st.st_mtime_ns, match["wallet"], cached))  # type: ignore[arg-type]
         return found
+
+
+def read_places_file(path: Path) -> list[str]:
+    """The folders of BackupPlaces.txt, newest first (blocking); none when the file is missing."""
+    try:
+        text = path.read_text(encoding="utf-8", errors="surrogateescape")
+    except FileNotFoundError:
+        return []
+    return [line.strip() for line in text.splitlines() if line.strip()]
 
 
 def _summary(path: str) -> dict[str, Any] | None:

@@ -291,6 +291,12 @@ class PlanService:
         del runs[MAX_RUNS:]
         await self._save(plan_id)
 
+    def run_of_job(self, plan_id: str, job_id: str) -> dict[str, Any] | None:
+        for run in self._runs.get(plan_id, []):
+            if run.get("job_id") == job_id:
+                return run
+        return None
+
     def find_run(self, plan_id: str, run_id: str) -> dict[str, Any] | None:
         for run in self._runs.get(plan_id, []):
             if run["run_id"] == run_id:
