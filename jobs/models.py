@@ -124,6 +124,8 @@ class Job:
     status: JobStatus = JobStatus.QUEUED
     progress: int = 0
     message: str = ""
+    #: what the job is doing now (jobs.md): archiving, verifying, placing, pruning, …; None before it says
+    phase: str | None = None
     done: int = 0
     total: int = 0
     bytes_done: int = 0
@@ -169,6 +171,7 @@ class Job:
             "status": str(self.status),
             "progress": self.progress,
             "message": self.message,
+            "phase": self.phase,
             "wallet_path": self.wallet_path,
             "params": self.params,
             "done": self.done,
@@ -205,6 +208,7 @@ class Job:
             status=JobStatus(data["status"]),
             progress=int(data.get("progress", 0)),
             message=str(data.get("message", "")),
+            phase=data.get("phase"),
             done=int(data.get("done", 0)),
             total=int(data.get("total", 0)),
             bytes_done=int(data.get("bytes_done", 0)),

@@ -192,7 +192,7 @@ async def test_job_shape_and_retry_after_while_unfinished(jc):
     job = await response.json()
     assert response.headers["Retry-After"] == "1"
     assert set(job) == {
-        "id", "kind", "status", "progress", "message", "wallet_path", "params", "done", "total", "bytes_done",
+        "id", "kind", "status", "progress", "message", "phase", "wallet_path", "params", "done", "total", "bytes_done",
         "bytes_total", "created_at", "started_at", "finished_at", "result", "error", "links",
     }
     assert job["kind"] == "backup-verify"

@@ -318,6 +318,69 @@ async def test_plan_runs_in_the_job_list_and_openapi(client, places):
     run = await run_now(client, plan["id"])
     jobs = await (await client.get("/api/jobs", params={"kind": "plan-run"})).json()
     assert [job["id"] for job in jobs["jobs"]] == [run["job_id"]]
+    assert jobs["jobs"][0]["phase"] == "pruning"  # the last phase a run reports
     spec = await (await client.get("/api/openapi.json")).json()
     assert "/api/backup-plans/{plan_id}/run" in spec["paths"] and "/api/system/dropdown" in spec["paths"]
     _ = json
+
+
+async def test_a_scheduled_time_while_a_run_is_active_is_skipped(client, places, monkeypatch):
+    import asyncio
+
+    from app.web.state import plans_key
+    from jobs.plans import run as plan_run
+
+    usb, _ = places
+    _, plan = await create(client, destinations=[str(usb)])
+    release = asyncio.Event()
+    original = plan_run.PlanRunJob.run
+
+    async def slow(self, plan_, ctx):
+        await release.wait()
+        return await original(self, plan_, ctx)
+
+    monkeypatch.setattr(plan_run.PlanRunJob, "run", slow)
+    accepted = await (await client.post(f"/api/backup-plans/{plan['id']}/run", headers={"Prefer": "respond-async"})).json()
+    service = client.app[plans_key]
+    due = service.get(plan["id"]).next_run_at
+    await service.run_due(due)  # the scheduler's wake at the plan's time
+    runs = (await (await client.get(f"/api/backup-plans/{plan['id']}/runs")).json())["runs"]
+    assert [r["status"] for r in runs] == ["skipped", "queued"] or [r["status"] for r in runs] == ["skipped", "running"]
+    skipped = runs[0]
+    assert skipped["trigger"] == "schedule" and skipped["job_id"] is None and skipped["reason"]
+    assert skipped["started_at"] == skipped["finished_at"] == skipped["scheduled_for"]
+    release.set()
+    job = await (await client.get(f"/api/jobs/{accepted['job_id']}", params={"wait": "30"})).json()
+    assert job["status"] == "completed"
+    got = await (await client.get(f"/api/backup-plans/{plan['id']}")).json()
+    assert got["last_run"]["job_id"] == accepted["job_id"]  # a skip is never the last run
+    assert got["next_run_at"] != plan["next_run_at"]  # the schedule moved on
+
+
+async def test_a_cancelled_queued_run_is_recorded_cancelled(client, places, monkeypatch):
+    import asyncio
+
+    from jobs.plans import run as plan_run
+
+    usb, _ = places
+    _, first = await create(client, destinations=[str(usb)])
+    _, second = await create(client, destinations=[str(usb)])
+    release = asyncio.Event()
+    original = plan_run.PlanRunJob.run
+
+    async def slow(self, plan_, ctx):
+        await release.wait()
+        return await original(self, plan_, ctx)
+
+    monkeypatch.setattr(plan_run.PlanRunJob, "run", slow)
+    await client.post(f"/api/backup-plans/{first['id']}/run", headers={"Prefer": "respond-async"})
+    queued = await (await client.post(f"/api/backup-plans/{second['id']}/run", headers={"Prefer": "respond-async"})).json()
+    response = await client.post(f"/api/jobs/{queued['job_id']}/cancel")
+    assert response.status == 200
+    release.set()
+    for _ in range(100):
+        run = (await (await client.get(f"/api/backup-plans/{second['id']}")).json())["last_run"]
+        if run["status"] != "queued":
+            break
+        await asyncio.sleep(0.02)
+    assert run["status"] == "cancelled" and run["finished_at"]

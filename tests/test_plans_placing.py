@@ -120,3 +120,21 @@ def test_a_copy_never_creates_its_destination_and_stops_on_cancel(tmp_path):
         place_copy(source, "0" * 64, target, job_id="j4", wallet_name="Default", date="2026-11-01",
                    cancel=cancel, progress=lambda n: None)  # fmt: skip
     assert os.listdir(target) == []
+
+
+def test_a_plan_runs_archive_never_creates_its_destination(tmp_path):
+    from jobs.backup.backup import BackupRun, write_backup
+    from jobs.models import JobFailed
+
+    wallet = tmp_path / "Wallets" / "Default"
+    (wallet / "Bank").mkdir(parents=True)
+    (wallet / "Fracked").mkdir()
+    (tmp_path / "mnt").mkdir()  # the mount point is there, the stick is not
+    run = BackupRun(
+        job_id="j5", wallet_path=wallet, destination=tmp_path / "mnt" / "usb", data_dir=tmp_path / "Client_Data",
+        key=None, date="2026-01-01", plan_id="p_1", create_destination=False,
+    )  # fmt: skip
+    with pytest.raises(JobFailed) as caught:
+        write_backup(run, cancel=threading.Event(), report=lambda **_: None)
+    assert caught.value.body["message"] == "Destination directory does not exist"
+    assert os.listdir(tmp_path / "mnt") == []

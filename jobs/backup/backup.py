@@ -40,6 +40,7 @@ from app.wallet.coinfolders import is_wallet_folder
 from jobs.backup.archive import Archiver, Report, count_entries
 from jobs.backup.checks import (
     MISSING_DESTINATION,
+    NO_PARENT,
     SUCCESS_MESSAGE,
     ZIP_FAILED,
     check_destination_place,
@@ -156,6 +157,8 @@ class BackupRun:
     key: bytes | None
     date: str  # YYYY-MM-DD, local time
     plan_id: str | None = None  # set by a plan run: recorded in the manifest and the summary
+    #: False for a plan run: a missing destination is never created (an empty mount point is no backup)
+    create_destination: bool = True
 
 
 #: BackupPlaces.txt is rewritten by one backup at a time (two may finish together).
@@ -196,11 +199,14 @@ def write_backup(plan: BackupRun, *, cancel: threading.Event, report: Report) ->
         check_destination_place(destination, wallet)
     except ApiError as error:
         raise JobFailed.from_error(error) from None
-    make_destination(destination)
+    if plan.create_destination:
+        make_destination(destination)
+    elif not os.path.isdir(destination):
+        raise JobFailed.from_error(NO_PARENT)
     if cancel.is_set():
         raise JobCancelled()
     total = count_entries(wallet, cancel)
-    report(done=0, total=total, message=f"Archiving {wallet.name} (0 of {total:,} files)")
+    report(done=0, total=total, message=f"Archiving {wallet.name} (0 of {total:,} files)", phase="archiving")
     tmp = destination / temp_name(plan.job_id)
     try:
         fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
@@ -217,7 +223,7 @@ def write_backup(plan: BackupRun, *, cancel: threading.Event, report: Report) ->
         )  # fmt: skip
         archiver.archive()
         os.fsync(fd)
-        report(message=f"Verifying {archiver.entries:,} entries")
+        report(message=f"Verifying {archiver.entries:,} entries", phase="verifying")
         _verify(tmp, archiver.entries, job_id=plan.job_id, cancel=cancel, report=report)
         zip_sha256 = out.hexdigest()
         zip_size = os.fstat(fd).st_size

@@ -52,6 +52,7 @@ def place_copy(
     date: str,
     cancel: threading.Event,
     progress: Callable[[int], None],
+    on_verify: Callable[[], None] = lambda: None,
 ) -> Path:
     """Copy the verified archive into `destination` under its own final name; that name."""
     if not destination.is_dir():
@@ -78,6 +79,7 @@ def place_copy(
                 copied += len(chunk)
                 progress(copied)
             os.fsync(dst)
+            on_verify()
             if _hash_fd(dst, cancel) != sha256:
                 raise CopyFailed("The copy does not match the verified archive (SHA-256)")
         except OSError as exc:

@@ -161,10 +161,10 @@ class PlanRunJob:
 
         original: dict[str, Any] | None = None
         for entry in reachable:
-            ctx.report(message=f"Archiving {wallet.name} into {entry['destination']}")
+            ctx.report(message=f"Archiving {wallet.name} into {entry['destination']}", phase="archiving")
             backup = BackupRun(
                 job_id=ctx.job.id, wallet_path=wallet.path, destination=Path(entry["destination"]),
-                data_dir=canonical(self._data_dir), key=key, date=date, plan_id=plan_id,
+                data_dir=canonical(self._data_dir), key=key, date=date, plan_id=plan_id, create_destination=False,
             )  # fmt: skip
             try:
                 original = await ctx.run_blocking(write_backup, backup, cancel=ctx.cancel_event, report=ctx.report)
@@ -186,7 +186,7 @@ class PlanRunJob:
         ctx.forbid_cancel()  # retention is never interrupted half-way, and never runs after a cancel
         keep = KeepPolicy.from_json(plan.keep)
         for n, entry in enumerate(made, 1):
-            ctx.report(message=f"Pruning ({n} of {len(made)} destinations)")
+            ctx.report(message=f"Pruning ({n} of {len(made)} destinations)", phase="pruning")
             pruned, failed = await ctx.run_blocking(
                 prune, Path(entry["destination"]), plan_id=plan_id, keep=keep, zone=zone,
                 protect=os.path.basename(entry["zip_path"]),
@@ -211,12 +211,13 @@ class PlanRunJob:
         for n, entry in enumerate(others, 1):
             ctx.check_cancelled()
             label = f"Placing copy {n} of {len(others)} in {entry['destination']}"
-            ctx.report(message=label, bytes_done=0, bytes_total=size)
+            ctx.report(message=label, bytes_done=0, bytes_total=size, phase="placing")
             try:
                 final = await ctx.run_blocking(
                     place_copy, source, original["zip_sha256"], Path(entry["destination"]), job_id=ctx.job.id,
                     wallet_name=wallet_name, date=date, cancel=ctx.cancel_event,
                     progress=lambda done: ctx.report(bytes_done=done),
+                    on_verify=lambda: ctx.report(message=f"Verifying the copy in {entry['destination']}", phase="verifying"),
                 )  # fmt: skip
             except CopyFailed as exc:
                 entry.update(status=str(RunStatus.FAILED), error=str(exc))
