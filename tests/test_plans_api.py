@@ -384,3 +384,50 @@ async def test_a_cancelled_queued_run_is_recorded_cancelled(client, places, monk
             break
         await asyncio.sleep(0.02)
     assert run["status"] == "cancelled" and run["finished_at"]
+
+
+async def test_a_cancel_while_placing_stops_before_pruning_and_leaves_no_temporary(client, places, data_dir, monkeypatch):
+    import asyncio
+    import threading
+
+    from jobs.plans import run as plan_run
+
+    usb, cloud = places
+    write_coins(default_wallet(data_dir) / "Bank", range(1, 4))
+    _, plan = await create(client, destinations=[str(usb), str(cloud)], keep={"last": 1})
+    earlier = await run_now(client, plan["id"])
+    placing = threading.Event()
+    go_on = threading.Event()
+    real = plan_run.place_copy
+
+    def held(*args, **kwargs):
+        placing.set()
+        go_on.wait(10)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(plan_run, "place_copy", held)
+    accepted = await (await client.post(f"/api/backup-plans/{plan['id']}/run", headers={"Prefer": "respond-async"})).json()
+    while not placing.is_set():
+        await asyncio.sleep(0.01)
+    try:
+        for _ in range(100):  # progress is published at most ten times a second
+            job = await (await client.get(f"/api/jobs/{accepted['job_id']}")).json()
+            if job["phase"] == "placing":
+                break
+            await asyncio.sleep(0.02)
+        assert job["phase"] == "placing" and job["status"] == "running"
+    except BaseException:
+        go_on.set()
+        raise
+    response = await client.post(f"/api/jobs/{accepted['job_id']}/cancel")
+    assert response.status == 202
+    go_on.set()
+    job = await (await client.get(f"/api/jobs/{accepted['job_id']}", params={"wait": "30"})).json()
+    assert job["status"] == "cancelled"
+    run = (await (await client.get(f"/api/backup-plans/{plan['id']}")).json())["last_run"]
+    assert run["status"] == "cancelled" and run["job_id"] == accepted["job_id"]
+    assert not any(name.startswith(".cloudcoin-") for folder in (usb, cloud) for name in os.listdir(folder))
+    # no pruning after a cancel: the earlier archives are all still there
+    for entry in earlier["destinations"]:
+        assert os.path.exists(entry["zip_path"])
+    assert len(os.listdir(usb)) == 2 and len(os.listdir(cloud)) == 1
