@@ -138,3 +138,20 @@ def test_a_plan_runs_archive_never_creates_its_destination(tmp_path):
         write_backup(run, cancel=threading.Event(), report=lambda **_: None)
     assert caught.value.body["message"] == "Destination directory does not exist"
     assert os.listdir(tmp_path / "mnt") == []
+
+
+def test_a_copy_falls_back_to_read_and_write_across_file_systems(tmp_path, monkeypatch):
+    import errno
+
+    source = make_archive(tmp_path / "a.zip", plan_id="p", created="2026-11-01T02:30:00Z")
+    sha = hashlib.sha256(source.read_bytes()).hexdigest()
+
+    def refuse(*args, **kwargs):
+        raise OSError(errno.EXDEV, "Invalid cross-device link")
+
+    monkeypatch.setattr(os, "copy_file_range", refuse, raising=False)
+    target = tmp_path / "usb"
+    target.mkdir()
+    final = place_copy(source, sha, target, job_id="j6", wallet_name="Default", date="2026-11-01",
+                       cancel=threading.Event(), progress=lambda n: None)  # fmt: skip
+    assert final.read_bytes() == source.read_bytes()
