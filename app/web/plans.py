@@ -11,11 +11,11 @@ from aiohttp import web
 from app.web.jobhttp import runner_key
 from app.web.state import catalog_key, config_key, plans_key, run_blocking, wallet_moves_key, wallets_key
 from jobs.plans.catalog import BackupCatalog
-from jobs.plans.run import PlanSubmitter
 from jobs.plans.schedule import system_zone, zone_named
 from jobs.plans.scheduler import PlanScheduler
 from jobs.plans.service import PlanService
 from jobs.plans.store import FOLDER, PlanStore
+from jobs.plans.submitter import PlanSubmitter
 
 
 def setup_service(app: web.Application) -> None:

@@ -51,12 +51,13 @@ class BackupCatalog:
     def __repr__(self) -> str:
         return f"<BackupCatalog cached={len(self._cache)}>"
 
-    async def list(
+    async def find(
         self, *, places: list[str], wallet_paths: list[str], verified_at: Callable[[str, int, int], str | None]
     ) -> dict[str, Any]:
         """`{"backups": [...], "count": N, "places": [...]}` for the wallet known by `wallet_paths` (current first)."""
         tasks = [asyncio.ensure_future(self._run_blocking(self._scan, place)) for place in places]
-        reports, backups = [], []
+        reports: list[dict[str, Any]] = []
+        backups: list[dict[str, Any]] = []
         if tasks:
             await asyncio.wait(tasks, timeout=PLACE_TIMEOUT_S)
         names = {os.path.basename(path) for path in wallet_paths}

@@ -15,7 +15,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 from dataclasses import dataclass
@@ -30,15 +29,14 @@ from app.wallet.storage import fsync_dir
 from jobs.backup.backup import BackupRun, write_backup
 from jobs.backup.checks import resolve_destination, temp_name
 from jobs.context import JobContext, JobView
-from jobs.models import Job, JobCancelled, JobFailed, JobKind, JobStatus
-from jobs.runner import JobRunner
+from jobs.models import Job, JobCancelled, JobFailed
 from jobs.services import Services
 from jobs.shape import Params
 
-from .models import Plan, RunStatus
+from .models import RunStatus
 from .placing import CopyFailed, copy_name, place_copy, prune
 from .retention import KeepPolicy
-from .service import PlanNotFound, PlanService
+from .service import PlanService
 
 log = logging.getLogger(__name__)
 
@@ -169,7 +167,7 @@ class PlanRunJob:
             try:
                 original = await ctx.run_blocking(write_backup, backup, cancel=ctx.cancel_event, report=ctx.report)
             except JobFailed as failure:
-                entry.update(status=str(RunStatus.FAILED), error=_message(failure.body))
+                entry.update(status=str(RunStatus.FAILED), error=failure_message(failure.body))
                 await self._plans.record(plan_id, run)
                 continue
             entry.update(status=str(RunStatus.COMPLETED), zip_path=original["zip_path"], bytes=original["zip_size"], verified=True)
@@ -260,7 +258,8 @@ def _fresh_run(plan: PlanRunPlan) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def _message(body: dict[str, Any]) -> str:
+def failure_message(body: dict[str, Any]) -> str:
+    """The words of a failed job's body (the backup page's `message`, or api.md's `error`)."""
     return str(body.get("message") or body.get("error") or "Backup failed")
 
 
@@ -285,42 +284,4 @@ def remove_temporary_files(job: Job) -> None:
             except OSError:
                 pass
 
-
-
-class PlanSubmitter:
-    """Queues plan-run jobs for the plan service, and settles a run whose job ended without recording it."""
-
-    def __init__(self, runner: JobRunner, plans: PlanService) -> None:
-        self._runner = runner
-        self._plans = plans
-        self._watchers: set[asyncio.Task[None]] = set()
-
-    def __repr__(self) -> str:
-        return f"<PlanSubmitter watching={len(self._watchers)}>"
-
-    async def __call__(self, plan: Plan, run: dict[str, Any]) -> str:
-        planned = PlanRunPlan(
-            wallet_path=plan.wallet_path, plan_id=plan.id, run_id=run["run_id"], trigger=run["trigger"],
-            scheduled_for=run["scheduled_for"], destinations=plan.destinations, keep=plan.keep.to_json(),
-            encrypted_only=plan.encrypted_only,
-        )  # fmt: skip
-        job = await self._runner.submit(JobKind.PLAN_RUN, wallet_path=planned.lane, params=planned.params())
-        task = asyncio.get_running_loop().create_task(self._watch(plan.id, run["run_id"], job.id))
-        self._watchers.add(task)
-        task.add_done_callback(self._watchers.discard)
-        return job.id
-
-    async def _watch(self, plan_id: str, run_id: str, job_id: str) -> None:
-        job = await self._runner.wait(job_id, None)
-        if job.status is JobStatus.CANCELLED:
-            await self._plans.settle(plan_id, run_id, RunStatus.CANCELLED, None)
-        elif job.status is JobStatus.FAILED:
-            body = (job.error or {}).get("body") or {}
-            await self._plans.settle(plan_id, run_id, RunStatus.FAILED, _message(body))
-        self._plans.on_change()
-
-    async def close(self) -> None:
-        for task in list(self._watchers):
-            task.cancel()
-        await asyncio.gather(*self._watchers, return_exceptions=True)
 

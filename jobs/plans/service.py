@@ -22,7 +22,8 @@ from app.wallet.errors import ApiError
 from .models import MAX_RUNS, Plan, RunStatus, Trigger, new_plan_id, new_run_id, run_record, show_time
 from .retention import KeepPolicy
 from .schedule import Schedule
-from .store import HISTORY_FILE, VERIFIED_FILE, PlanStore
+from .memory import ArchiveMemory
+from .store import PlanStore
 from .validation import check_fields, check_not_inside_wallet
 
 log = logging.getLogger(__name__)
@@ -30,9 +31,6 @@ log = logging.getLogger(__name__)
 #: a due time found later than this is a catch-up (the server was down or the machine asleep)
 LATE_AFTER = timedelta(minutes=2)
 INTERRUPTED = "Interrupted by server restart"
-#: former paths remembered per wallet, and verified archives remembered
-MAX_FORMER_PATHS = 50
-MAX_VERIFIED = 5000
 
 RunBlocking = Callable[..., Awaitable[Any]]
 
@@ -78,8 +76,8 @@ class PlanService:
         self.clock = clock
         self._plans: dict[str, Plan] = {}
         self._runs: dict[str, list[dict[str, Any]]] = {}
-        self._history: dict[str, list[str]] = {}
-        self._verified: dict[str, dict[str, Any]] = {}
+        #: each wallet's former paths, and when archives were verified
+        self.memory = ArchiveMemory(store, run_blocking=run_blocking)
         self._write_lock = asyncio.Lock()
         self._submit: Submitter | None = None
         #: called when plans change, so the scheduler recomputes its sleep
@@ -96,8 +94,7 @@ class PlanService:
     async def load(self) -> list[str]:
         """Read the plans; settle runs a restart interrupted. Returns the ids of plans to catch up."""
         loaded = await self._run_blocking(self.store.load)
-        self._history = await self._run_blocking(self.store.read_side, HISTORY_FILE)
-        self._verified = await self._run_blocking(self.store.read_side, VERIFIED_FILE)
+        await self.memory.load()
         now = self.clock()
         catch_up = []
         for plan, runs in loaded:
@@ -167,15 +164,6 @@ class PlanService:
                 seen.setdefault(destination, None)
         return list(seen)
 
-    def former_paths(self, wallet_path: str) -> list[str]:
-        return list(self._history.get(wallet_path, []))
-
-    def verified_at(self, path: str, size: int, mtime_ns: int) -> str | None:
-        mark = self._verified.get(path)
-        if mark and mark.get("size") == size and mark.get("mtime_ns") == mtime_ns:
-            return str(mark["verified_at"])
-        return None
-
     # -- changing ---------------------------------------------------------------------------
 
     async def create(self, body: Any) -> Plan:
@@ -233,11 +221,7 @@ class PlanService:
 
     async def retarget(self, old_path: str, new_path: str) -> None:
         """A wallet was renamed: its plans follow it, and its former path is remembered."""
-        former = [old_path, *self._history.pop(old_path, [])]
-        kept = [path for path in dict.fromkeys(former) if path != new_path][:MAX_FORMER_PATHS]
-        self._history[new_path] = list(dict.fromkeys([*self._history.get(new_path, []), *kept]))[:MAX_FORMER_PATHS]
-        async with self._write_lock:
-            await self._run_blocking(self.store.write_side, HISTORY_FILE, dict(self._history))
+        await self.memory.wallet_moved(old_path, new_path)
         for plan in list(self._plans.values()):
             if plan.wallet_path == old_path:
                 self._plans[plan.id] = plan.replace(wallet_path=new_path)
@@ -245,11 +229,7 @@ class PlanService:
                 log.info("backup plan %s follows its wallet %s -> %s", plan.id, old_path, new_path)
 
     async def mark_verified(self, path: str, size: int, mtime_ns: int) -> None:
-        self._verified[path] = {"size": size, "mtime_ns": mtime_ns, "verified_at": self._show(self.clock())}
-        while len(self._verified) > MAX_VERIFIED:
-            self._verified.pop(next(iter(self._verified)))
-        async with self._write_lock:
-            await self._run_blocking(self.store.write_side, VERIFIED_FILE, dict(self._verified))
+        await self.memory.mark_verified(path, size, mtime_ns, at=self._show(self.clock()))
 
     # -- runs -------------------------------------------------------------------------------
 

@@ -88,8 +88,10 @@ async def list_backups(request: web.Request) -> web.Response:
     config = request.app[config_key]
     places = await run_blocking(request.app, read_places_file, config.backup_places_path)
     places = list(dict.fromkeys([*places, *plans.destinations()]))
-    known = [str(wallet.path), *plans.former_paths(str(wallet.path))]
-    listing = await request.app[catalog_key].list(places=places, wallet_paths=known, verified_at=plans.verified_at)
+    known = [str(wallet.path), *plans.memory.former_paths(str(wallet.path))]
+    listing = await request.app[catalog_key].find(
+        places=places, wallet_paths=known, verified_at=plans.memory.verified_at
+    )
     return web.json_response({"wallet_path": str(wallet.path), **listing})
 
 
