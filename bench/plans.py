@@ -61,7 +61,9 @@ def main(argv: list[str] | None = None) -> int:
                 raise SystemExit(f"creating the plan failed: {status} {plan}")
             for n in range(args.rounds):
                 started = time.perf_counter()
-                status, body = call(conn, "POST", "/api/wallets/backup", {"wallet_path": str(wallet), "destination": str(one)})
+                status, body = call(
+                    conn, "POST", "/api/wallets/backup", {"wallet_path": str(wallet), "destination": str(one)}
+                )
                 backup_s.append(time.perf_counter() - started)
                 if status != 200:
                     raise SystemExit(f"backup {n + 1} failed: {status} {body}")

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 from app.wallet.config import Config
 from app.wallet.keyring import KeyRing
 from app.wallet.wallets import WalletService
-from jobs.plans.service import PlanService
+
+
+class WalletFollower(Protocol):
+    """Something that follows wallets through renames (backup plans do)."""
+
+    async def retarget(self, old_path: str, new_path: str) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,8 +24,9 @@ class Services:
     wallets: WalletService
     #: the login key, read by a job when it starts
     keyring: KeyRing
-    #: backup plans: the plan-run job records its runs here; renames retarget plans
-    plans: PlanService | None = None
+    #: backup plans (jobs/plans/service.py): they follow their wallet through renames, and the
+    #: plan-run job records its runs there. Typed by what the queue needs of them: the queue knows no kind.
+    plans: WalletFollower | None = None
 
     async def wallet_moved(self, old_path: str, new_path: str) -> None:
         """A rename completed: whatever follows wallets (backup plans) follows this one."""

@@ -115,7 +115,13 @@ async def test_nine_destinations_and_destinations_inside_client_data_are_refused
     assert response.status == 400 and body["error"] == "Invalid destinations: 1 to 8 destinations, not 9"
     response, body = await create(client, destinations=[str(data_dir / "Backups")])
     assert response.status == 400
-    assert body == {"success": False, "error": INSIDE, "code": 400, "field": "destinations", "destination": str(data_dir / "Backups")}
+    assert body == {
+        "success": False,
+        "error": INSIDE,
+        "code": 400,
+        "field": "destinations",
+        "destination": str(data_dir / "Backups"),
+    }
     response, body = await create(client, destinations=["relative/folder"])
     assert response.status == 400 and body["error"] == "Destination must be an absolute path"
     assert not (data_dir / "backup-plans").exists() or os.listdir(data_dir / "backup-plans") == []
@@ -189,7 +195,11 @@ async def test_a_missing_destination_is_partial_and_never_created(client, places
     run = await run_now(client, plan["id"])
     assert run["status"] == "partial"
     missing, made = run["destinations"]
-    assert missing == {"destination": str(unplugged), "status": "failed", "error": "Destination directory does not exist"}
+    assert missing == {
+        "destination": str(unplugged),
+        "status": "failed",
+        "error": "Destination directory does not exist",
+    }
     assert made["status"] == "completed" and os.path.exists(made["zip_path"])
     assert not unplugged.exists() and not unplugged.parent.exists()
     all_missing = await create(client, destinations=[str(unplugged)])
@@ -236,7 +246,9 @@ async def test_encrypted_only_refuses_to_run_without_a_login(client, places, dat
     response = await client.post("/api/system/login", json={"password": "correct horse battery"})
     assert response.status == 200
     run = await run_now(client, plan["id"])
-    assert run["status"] == "completed" and run["files_reencrypted_for_backup"] == 2 and run["files_added_plaintext"] == 0
+    assert (
+        run["status"] == "completed" and run["files_reencrypted_for_backup"] == 2 and run["files_added_plaintext"] == 0
+    )
 
 
 async def test_the_plan_follows_its_wallet_through_a_rename(client, places, data_dir):
@@ -340,7 +352,9 @@ async def test_a_scheduled_time_while_a_run_is_active_is_skipped(client, places,
         return await original(self, plan_, ctx)
 
     monkeypatch.setattr(plan_run.PlanRunJob, "run", slow)
-    accepted = await (await client.post(f"/api/backup-plans/{plan['id']}/run", headers={"Prefer": "respond-async"})).json()
+    accepted = await (
+        await client.post(f"/api/backup-plans/{plan['id']}/run", headers={"Prefer": "respond-async"})
+    ).json()
     service = client.app[plans_key]
     due = service.get(plan["id"]).next_run_at
     await service.run_due(due)  # the scheduler's wake at the plan's time
@@ -374,7 +388,9 @@ async def test_a_cancelled_queued_run_is_recorded_cancelled(client, places, monk
 
     monkeypatch.setattr(plan_run.PlanRunJob, "run", slow)
     await client.post(f"/api/backup-plans/{first['id']}/run", headers={"Prefer": "respond-async"})
-    queued = await (await client.post(f"/api/backup-plans/{second['id']}/run", headers={"Prefer": "respond-async"})).json()
+    queued = await (
+        await client.post(f"/api/backup-plans/{second['id']}/run", headers={"Prefer": "respond-async"})
+    ).json()
     response = await client.post(f"/api/jobs/{queued['job_id']}/cancel")
     assert response.status == 200
     release.set()
@@ -386,7 +402,9 @@ async def test_a_cancelled_queued_run_is_recorded_cancelled(client, places, monk
     assert run["status"] == "cancelled" and run["finished_at"]
 
 
-async def test_a_cancel_while_placing_stops_before_pruning_and_leaves_no_temporary(client, places, data_dir, monkeypatch):
+async def test_a_cancel_while_placing_stops_before_pruning_and_leaves_no_temporary(
+    client, places, data_dir, monkeypatch
+):
     import asyncio
     import threading
 
@@ -406,9 +424,10 @@ async def test_a_cancel_while_placing_stops_before_pruning_and_leaves_no_tempora
         return real(*args, **kwargs)
 
     monkeypatch.setattr(plan_run, "place_copy", held)
-    accepted = await (await client.post(f"/api/backup-plans/{plan['id']}/run", headers={"Prefer": "respond-async"})).json()
-    while not placing.is_set():
-        await asyncio.sleep(0.01)
+    accepted = await (
+        await client.post(f"/api/backup-plans/{plan['id']}/run", headers={"Prefer": "respond-async"})
+    ).json()
+    assert await asyncio.get_running_loop().run_in_executor(None, placing.wait, 10)
     try:
         for _ in range(100):  # progress is published at most ten times a second
             job = await (await client.get(f"/api/jobs/{accepted['job_id']}")).json()

@@ -106,7 +106,13 @@ def test_a_destination_inside_client_data_has_the_seeds_message(places):
     for raw in (str(data_dir / "Backups"), str(tmp / "usb" / ".." / "Client_Data"), str(tmp / "sneaky" / "x")):
         with pytest.raises(ApiError) as caught:
             check_fields(body(tmp, destinations=[str(tmp / "usb"), raw]), creating=True, data_dir=data_dir)
-        assert caught.value.body == {"success": False, "error": INSIDE, "code": 400, "field": "destinations", "destination": raw}
+        assert caught.value.body == {
+            "success": False,
+            "error": INSIDE,
+            "code": 400,
+            "field": "destinations",
+            "destination": raw,
+        }
 
 
 def test_two_destinations_naming_one_folder_are_refused(places):
@@ -115,7 +121,9 @@ def test_two_destinations_naming_one_folder_are_refused(places):
     with pytest.raises(ApiError, match="are the same folder"):
         check_fields(body(tmp, destinations=[str(tmp / "usb"), str(tmp / "alias")]), creating=True, data_dir=data_dir)
     with pytest.raises(ApiError, match="are the same folder"):
-        check_fields(body(tmp, destinations=[str(tmp / "usb"), str(tmp / "usb") + "/"]), creating=True, data_dir=data_dir)
+        check_fields(
+            body(tmp, destinations=[str(tmp / "usb"), str(tmp / "usb") + "/"]), creating=True, data_dir=data_dir
+        )
 
 
 def test_create_needs_destinations_and_schedule(places):
@@ -160,7 +168,10 @@ def test_plan_json_shows_times_in_the_zone_and_no_next_run_when_disabled():
 def test_the_store_round_trips_plans_and_caps_runs(tmp_path):
     store = PlanStore(tmp_path / "backup-plans")
     plan = make_plan()
-    runs = [run_record(run_id=f"r{n}", job_id=None, trigger=Trigger.SCHEDULE, scheduled_for=None, status=RunStatus.SKIPPED) for n in range(MAX_RUNS + 5)]
+    runs = [
+        run_record(run_id=f"r{n}", job_id=None, trigger=Trigger.SCHEDULE, scheduled_for=None, status=RunStatus.SKIPPED)
+        for n in range(MAX_RUNS + 5)
+    ]
     store.save(plan, runs)
     [(loaded, loaded_runs)] = PlanStore(tmp_path / "backup-plans").load()
     assert loaded == plan

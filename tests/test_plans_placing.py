@@ -24,7 +24,9 @@ def make_archive(path: Path, *, plan_id: str | None, created: str, wallet: str =
             "wallet_path": f"/w/{wallet}", "created": created, "job_id": "j", "plan_id": plan_id}  # fmt: skip
     with zipfile.ZipFile(path, "w", compression) as archive:
         archive.writestr(f"{wallet}/Bank/1.bin", os.urandom(400))
-        archive.writestr("backup-manifest.json", json.dumps(head)[:-1] + ', "entries": [\n{"path": "x"}\n], "entry_count": 1}')
+        archive.writestr(
+            "backup-manifest.json", json.dumps(head)[:-1] + ', "entries": [\n{"path": "x"}\n], "entry_count": 1}'
+        )
         line = json.dumps({SUMMARY_KEY: 1, "wallet_path": f"/w/{wallet}", "created": created, "plan_id": plan_id})
         archive.comment = (f"CloudCoin wallet backup: {wallet}, {created[:10]}\n" + (line if summary else "")).encode()
     return path
@@ -36,7 +38,9 @@ def name(day: str, n: int = 1, wallet: str = "Default") -> str:
 
 @pytest.mark.parametrize("compression", [zipfile.ZIP_DEFLATED, zipfile.ZIP_STORED])
 def test_summary_and_manifest_head_are_read_from_the_end(tmp_path, compression):
-    path = make_archive(tmp_path / name("2026-11-01"), plan_id="p_1", created="2026-11-01T02:30:00.000Z", compression=compression)
+    path = make_archive(
+        tmp_path / name("2026-11-01"), plan_id="p_1", created="2026-11-01T02:30:00.000Z", compression=compression
+    )
     assert read_summary(path)["plan_id"] == "p_1"
     assert read_manifest_head(path)["plan_id"] == "p_1"
 
@@ -46,7 +50,9 @@ def test_a_foreign_or_broken_file_is_unreadable(tmp_path):
     with zipfile.ZipFile(foreign, "w") as archive:
         archive.writestr("readme.txt", "hello")
     truncated = tmp_path / "truncated.zip"
-    truncated.write_bytes(make_archive(tmp_path / "t.zip", plan_id="p", created="2026-01-01T00:00:00Z").read_bytes()[:-30])
+    truncated.write_bytes(
+        make_archive(tmp_path / "t.zip", plan_id="p", created="2026-01-01T00:00:00Z").read_bytes()[:-30]
+    )
     for path in (foreign, truncated):
         with pytest.raises(ArchiveUnreadable):
             read_summary(path)
@@ -57,12 +63,22 @@ def test_a_foreign_or_broken_file_is_unreadable(tmp_path):
 def test_retention_touches_only_this_plans_archives(tmp_path):
     plan = "p_aaaaaaaaaaaaaaaa"
     mine = [
-        make_archive(tmp_path / name(f"2026-11-0{d}"), plan_id=plan, created=f"2026-11-0{d}T02:30:00.000Z") for d in (1, 2, 3)
+        make_archive(tmp_path / name(f"2026-11-0{d}"), plan_id=plan, created=f"2026-11-0{d}T02:30:00.000Z")
+        for d in (1, 2, 3)
     ]
-    renamed = make_archive(tmp_path / name("2026-10-01", wallet="OldName"), plan_id=plan, created="2026-10-01T02:30:00.000Z", wallet="OldName")
-    other_plan = make_archive(tmp_path / name("2026-09-01"), plan_id="p_bbbbbbbbbbbbbbbb", created="2026-09-01T02:30:00.000Z")
+    renamed = make_archive(
+        tmp_path / name("2026-10-01", wallet="OldName"),
+        plan_id=plan,
+        created="2026-10-01T02:30:00.000Z",
+        wallet="OldName",
+    )
+    other_plan = make_archive(
+        tmp_path / name("2026-09-01"), plan_id="p_bbbbbbbbbbbbbbbb", created="2026-09-01T02:30:00.000Z"
+    )
     manual = make_archive(tmp_path / name("2026-09-02"), plan_id=None, created="2026-09-02T02:30:00.000Z")
-    no_summary = make_archive(tmp_path / name("2026-09-03"), plan_id=plan, created="2026-09-03T02:30:00.000Z", summary=False)
+    no_summary = make_archive(
+        tmp_path / name("2026-09-03"), plan_id=plan, created="2026-09-03T02:30:00.000Z", summary=False
+    )
     foreign = tmp_path / name("2026-09-04")
     foreign.write_bytes(b"not a zip at all")
     (tmp_path / "holiday.zip").write_bytes(b"PK")

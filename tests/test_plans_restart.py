@@ -59,7 +59,7 @@ async def test_a_rename_settled_at_start_retargets_plans(make_client, tmp_path, 
     usb.mkdir()
     client = await make_client()
     plan = await create(client, usb, schedule="0 3 * * *")
-    first = (await (await client.post(f"/api/backup-plans/{plan['id']}/run")).json())
+    first = await (await client.post(f"/api/backup-plans/{plan['id']}/run")).json()
     await client.close()
     # A crash right after the folder move: the journal has the entry, the registry the old path.
     old = data_dir / "Wallets" / "Default"

@@ -133,7 +133,11 @@ def test_periods_are_taken_in_the_plans_zone():
 
 def test_equal_times_are_ordered_by_file_name_descending():
     moment = at("2026-05-05")
-    items = [Archive(moment, "x_2026-05-05.zip"), Archive(moment, "x_2026-05-05_3.zip"), Archive(moment, "x_2026-05-05_2.zip")]
+    items = [
+        Archive(moment, "x_2026-05-05.zip"),
+        Archive(moment, "x_2026-05-05_3.zip"),
+        Archive(moment, "x_2026-05-05_2.zip"),
+    ]
     kept, forgotten = apply_policy(items, KeepPolicy(last=1), UTC)
     assert [a.name for a in kept] == ["x_2026-05-05_3.zip"]
     assert [a.name for a in forgotten] == ["x_2026-05-05_2.zip", "x_2026-05-05.zip"]

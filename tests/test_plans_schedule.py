@@ -71,7 +71,13 @@ def test_weekly_is_sunday_midnight():
 
 @pytest.mark.parametrize(
     ("name", "cron"),
-    [("@hourly", "0 * * * *"), ("@daily", "0 0 * * *"), ("@monthly", "0 0 1 * *"), ("@yearly", "0 0 1 1 *"), ("@DAILY", "0 0 * * *")],
+    [
+        ("@hourly", "0 * * * *"),
+        ("@daily", "0 0 * * *"),
+        ("@monthly", "0 0 1 * *"),
+        ("@yearly", "0 0 1 1 *"),
+        ("@DAILY", "0 0 * * *"),
+    ],
 )
 def test_named_schedules(name, cron):
     assert Schedule.parse(name).cron == cron

@@ -171,7 +171,9 @@ async def test_the_scheduler_sleeps_until_due_and_wakes_on_change(tmp_path):
         while due and due[0] <= now:
             fired.append(due.pop(0))
 
-    scheduler = PlanScheduler(next_due=lambda: due[0] if due else None, run_due=run_due, clock=lambda: datetime.now(UTC))
+    scheduler = PlanScheduler(
+        next_due=lambda: due[0] if due else None, run_due=run_due, clock=lambda: datetime.now(UTC)
+    )
     scheduler.start()
     try:
         await asyncio.sleep(0.05)

@@ -24,7 +24,9 @@ from jobs.backup.manifest import MANIFEST_NAME as _MANIFEST_NAME
 
 MANIFEST_NAME = _MANIFEST_NAME.encode()
 #: `CloudCoin-Wallet-Backup_<wallet>_<YYYY-MM-DD>[_N].zip` (api.md's file name rule)
-ARCHIVE_NAME = re.compile(r"^CloudCoin-Wallet-Backup_(?P<wallet>.+)_(?P<date>\d{4}-\d{2}-\d{2})(?:_(?P<n>[1-9]\d*))?\.zip$")
+ARCHIVE_NAME = re.compile(
+    r"^CloudCoin-Wallet-Backup_(?P<wallet>.+)_(?P<date>\d{4}-\d{2}-\d{2})(?:_(?P<n>[1-9]\d*))?\.zip$"
+)
 
 _END = struct.Struct("<IHHHHIIH")  # end of central directory, 22 bytes
 _LOCATOR64 = struct.Struct("<IIQI")  # zip64 end locator, 20 bytes

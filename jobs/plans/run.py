@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from dataclasses import dataclass
@@ -101,7 +102,7 @@ def cleanup_plan_run(config: Config, job: Job) -> None:
 
 
 def _plans(services: Services) -> PlanService:
-    if services.plans is None:
+    if not isinstance(services.plans, PlanService):
         raise RuntimeError("the job runner was made without the plan service")
     return services.plans
 
@@ -170,8 +171,18 @@ class PlanRunJob:
                 entry.update(status=str(RunStatus.FAILED), error=failure_message(failure.body))
                 await self._plans.record(plan_id, run)
                 continue
-            entry.update(status=str(RunStatus.COMPLETED), zip_path=original["zip_path"], bytes=original["zip_size"], verified=True)
-            run.update({name: original[name] for name in ("files_added", "files_reencrypted_for_backup", "files_added_plaintext")})
+            entry.update(
+                status=str(RunStatus.COMPLETED),
+                zip_path=original["zip_path"],
+                bytes=original["zip_size"],
+                verified=True,
+            )
+            run.update(
+                {
+                    name: original[name]
+                    for name in ("files_added", "files_reencrypted_for_backup", "files_added_plaintext")
+                }
+            )
             await self._mark_verified(ctx, original["zip_path"])
             await self._plans.record(plan_id, run)
             break
@@ -215,7 +226,9 @@ class PlanRunJob:
                     place_copy, source, original["zip_sha256"], Path(entry["destination"]), job_id=ctx.job.id,
                     wallet_name=wallet_name, date=date, cancel=ctx.cancel_event,
                     progress=lambda done: ctx.report(bytes_done=done),
-                    on_verify=lambda: ctx.report(message=f"Verifying the copy in {entry['destination']}", phase="verifying"),
+                    on_verify=functools.partial(
+                        ctx.report, message=f"Verifying the copy in {entry['destination']}", phase="verifying"
+                    ),
                 )  # fmt: skip
             except CopyFailed as exc:
                 entry.update(status=str(RunStatus.FAILED), error=str(exc))
@@ -283,5 +296,3 @@ def remove_temporary_files(job: Job) -> None:
                 fsync_dir(Path(destination))
             except OSError:
                 pass
-
-

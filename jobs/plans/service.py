@@ -19,10 +19,10 @@ from zoneinfo import ZoneInfo
 
 from app.wallet.errors import ApiError
 
+from .memory import ArchiveMemory
 from .models import MAX_RUNS, Plan, RunStatus, Trigger, new_plan_id, new_run_id, run_record, show_time
 from .retention import KeepPolicy
 from .schedule import Schedule
-from .memory import ArchiveMemory
 from .store import PlanStore
 from .validation import check_fields, check_not_inside_wallet
 
@@ -196,7 +196,9 @@ class PlanService:
         fields = await self._run_blocking(check_fields, body, creating=False, data_dir=self._data_dir)
         if "destinations" in fields:
             check_not_inside_wallet(fields["destinations"], Path(plan.wallet_path))
-        changes: dict[str, Any] = {k: v for k, v in fields.items() if k in ("name", "destinations", "keep", "encrypted_only", "enabled")}
+        changes: dict[str, Any] = {
+            k: v for k, v in fields.items() if k in ("name", "destinations", "keep", "encrypted_only", "enabled")
+        }
         schedule = fields.get("schedule")
         if schedule is not None:
             changes["schedule"] = schedule.text
@@ -303,7 +305,9 @@ class PlanService:
         await self._save(plan.id)
         return plan
 
-    async def _start(self, plan: Plan, trigger: Trigger, scheduled_for: datetime, *, raise_queue_full: bool = False) -> str | None:
+    async def _start(
+        self, plan: Plan, trigger: Trigger, scheduled_for: datetime, *, raise_queue_full: bool = False
+    ) -> str | None:
         shown = self._show(scheduled_for)
         if self.active_run(plan.id) is not None:
             reason = "The previous run of this plan was still queued or running"
@@ -325,7 +329,13 @@ class PlanService:
                 raise
             # A queue full at the scheduled time (503) is recorded, not lost.
             now = self._show(self.clock())
-            failed = {**run, "status": str(RunStatus.FAILED), "started_at": now, "finished_at": now, "error": str(exc) or type(exc).__name__}
+            failed = {
+                **run,
+                "status": str(RunStatus.FAILED),
+                "started_at": now,
+                "finished_at": now,
+                "error": str(exc) or type(exc).__name__,
+            }
             await self.record(plan.id, failed)
             return None
         run["job_id"] = job_id

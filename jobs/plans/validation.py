@@ -19,7 +19,9 @@ from .retention import KeepPolicy, PolicyError
 from .schedule import Schedule, ScheduleError
 
 #: what a client may send when creating a plan
-CREATE_FIELDS = frozenset({"name", "wallet_path", "destinations", "schedule", "keep", "verify", "encrypted_only", "enabled"})
+CREATE_FIELDS = frozenset(
+    {"name", "wallet_path", "destinations", "schedule", "keep", "verify", "encrypted_only", "enabled"}
+)
 #: what a client may change; the wallet is not among them (a plan follows its wallet, it never moves to another)
 CHANGE_FIELDS = CREATE_FIELDS - {"wallet_path"}
 #: the order in which fields are checked, so that the same bad body always gets the same answer
