@@ -10,10 +10,12 @@ from app.wallet.keyring import KeyRing
 from app.wallet.wallets import WalletService
 
 
-class WalletFollower(Protocol):
-    """Something that follows wallets through renames (backup plans do)."""
+class PlanHooks(Protocol):
+    """What the queue's jobs tell backup plans: a wallet moved, an archive was verified."""
 
     async def retarget(self, old_path: str, new_path: str) -> None: ...
+
+    async def mark_verified(self, path: str, size: int, mtime_ns: int) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,9 +28,14 @@ class Services:
     keyring: KeyRing
     #: backup plans (jobs/plans/service.py): they follow their wallet through renames, and the
     #: plan-run job records its runs there. Typed by what the queue needs of them: the queue knows no kind.
-    plans: WalletFollower | None = None
+    plans: PlanHooks | None = None
 
     async def wallet_moved(self, old_path: str, new_path: str) -> None:
         """A rename completed: whatever follows wallets (backup plans) follows this one."""
         if self.plans is not None:
             await self.plans.retarget(old_path, new_path)
+
+    async def archive_verified(self, path: str, size: int, mtime_ns: int) -> None:
+        """A verify found the archive sound: the backups list shows when (while the file is unchanged)."""
+        if self.plans is not None:
+            await self.plans.mark_verified(path, size, mtime_ns)

@@ -450,3 +450,20 @@ async def test_a_cancel_while_placing_stops_before_pruning_and_leaves_no_tempora
     for entry in earlier["destinations"]:
         assert os.path.exists(entry["zip_path"])
     assert len(os.listdir(usb)) == 2 and len(os.listdir(cloud)) == 1
+
+
+async def test_verified_at_is_remembered_per_path_size_and_mtime(client, tmp_path, data_dir):
+    write_coins(default_wallet(data_dir) / "Bank", range(1, 3))
+    made = await (await client.post("/api/wallets/backup", params={"destination": str(tmp_path / "b")})).json()
+
+    async def listed() -> dict:
+        body = await (await client.get("/api/wallets/backups", params={"wallet_path": "Default"})).json()
+        [backup] = body["backups"]
+        return backup
+
+    assert (await listed())["verified_at"] is None
+    response = await client.post("/api/wallets/backup/verify", params={"zip_path": made["zip_path"]})
+    assert response.status == 200 and (await response.json())["ok"] is True
+    assert (await listed())["verified_at"] is not None
+    os.utime(made["zip_path"], (1_700_000_000, 1_700_000_000))  # changed since: no longer vouched for
+    assert (await listed())["verified_at"] is None
