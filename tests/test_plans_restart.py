@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 from datetime import UTC, datetime, timedelta
@@ -27,8 +28,6 @@ async def wait_for_run(client, plan_id: str) -> dict:
         run = (await (await client.get(f"/api/backup-plans/{plan_id}")).json())["last_run"]
         if run is not None and run["status"] not in ("queued", "running"):
             return run
-        import asyncio
-
         await asyncio.sleep(0.05)
     raise AssertionError("the run never finished")
 
@@ -77,3 +76,22 @@ async def test_a_rename_settled_at_start_retargets_plans(make_client, tmp_path, 
     assert sorted(b["zip_path"] for b in listed["backups"]) == sorted(
         [first["destinations"][0]["zip_path"], second["destinations"][0]["zip_path"]]
     )
+
+
+async def test_the_scheduler_task_starts_a_due_plan_on_its_own(make_client, tmp_path):
+    from app.web.state import plans_key
+
+    usb = tmp_path / "usb"
+    usb.mkdir()
+    client = await make_client()
+    plan = await create(client, usb)
+    service = client.app[plans_key]
+    # Bring the plan's time to half a second from now (an hourly cron would make the test wait).
+    soon = datetime.now(UTC) + timedelta(seconds=0.5)
+    service._plans[plan["id"]] = service.get(plan["id"]).replace(next_run_at=soon)
+    service.on_change()
+    run = await wait_for_run(client, plan["id"])
+    assert run["trigger"] == "schedule" and run["status"] == "completed"
+    assert datetime.fromisoformat(run["scheduled_for"]) == soon.replace(microsecond=0)
+    got = await (await client.get(f"/api/backup-plans/{plan['id']}")).json()
+    assert datetime.fromisoformat(got["next_run_at"]) > soon
