@@ -186,3 +186,16 @@ async def test_the_scheduler_sleeps_until_due_and_wakes_on_change(tmp_path):
         assert len(fired) == 1
     finally:
         await scheduler.stop()
+
+
+async def test_a_manual_run_cut_short_is_failed_on_disk_and_not_caught_up(tmp_path):
+    clock = Clock(datetime(2026, 6, 10, 12, 0, tzinfo=BERLIN))
+    service = make_service(tmp_path, clock)
+    plan = await service.create(new_plan(tmp_path))
+    await service.run_now(plan.id)
+    restarted = make_service(tmp_path, clock)
+    assert await restarted.load() == []
+    again = make_service(tmp_path, clock)
+    await again.load()
+    [run] = again.runs(plan.id)
+    assert run["trigger"] == "manual" and run["status"] == "failed" and run["error"] == "Interrupted by server restart"

@@ -100,13 +100,13 @@ class PlanService:
         for plan, runs in loaded:
             self._plans[plan.id] = plan
             self._runs[plan.id] = runs
-            interrupted = False
-            for run in runs:
-                if not RunStatus(run["status"]).finished:
-                    run.update(status=str(RunStatus.FAILED), error=INTERRUPTED, finished_at=self._show(now))
-                    interrupted = interrupted or run["trigger"] != Trigger.MANUAL
-            if interrupted:
+            cut_short = [run for run in runs if not RunStatus(run["status"]).finished]
+            for run in cut_short:
+                run.update(status=str(RunStatus.FAILED), error=INTERRUPTED, finished_at=self._show(now))
+            if cut_short:
                 await self._save(plan.id)
+            # A scheduled run cut short counts as missed; a manual one does not (whoever asked can ask again).
+            interrupted = any(run["trigger"] != Trigger.MANUAL for run in cut_short)
             if plan.enabled and (interrupted or (plan.next_run_at is not None and plan.next_run_at <= now)):
                 catch_up.append(plan.id)
         return catch_up
