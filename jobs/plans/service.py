@@ -10,6 +10,7 @@ without recording (cancelled while queued, failed at its start).
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -260,12 +261,18 @@ class PlanService:
         return job_id
 
     async def record(self, plan_id: str, run: dict[str, Any]) -> None:
-        """The job reports its run (progress or end); a deleted plan's run is dropped."""
+        """The job reports its run (progress or end); a deleted plan's run is dropped.
+
+        A copy is kept: the job goes on changing its own record (also on pool threads), while the
+        stored one is only ever replaced, so a save on the pool never sees it change mid-write."""
         runs = self._runs.get(plan_id)
         if runs is None:
             return
+        run = copy.deepcopy(run)
         for index, known in enumerate(runs):
             if known["run_id"] == run["run_id"]:
+                if run["status"] == RunStatus.QUEUED and known["status"] != RunStatus.QUEUED:
+                    return  # the job started (or ended) before its queued record arrived: never go back
                 runs[index] = run
                 break
         else:
