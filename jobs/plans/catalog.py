@@ -98,7 +98,7 @@ class BackupCatalog:
                         if len(self._cache) >= MAX_CACHED:
                             self._cache.pop(next(iter(self._cache)))
                         self._cache[key] = cached
-                found.append(Found(entry.path, st.st_size, st.st_mtime_ns, match["wallet"], cached))  # type: ignore[arg-type]
+                found.append(Found(entry.path, st.st_size, st.st_mtime_ns, match["wallet"], cached))
         return found
 
 
