@@ -1,4 +1,5 @@
 """python -m app: parse flags, load the configuration, set up logging, serve until SIGINT/SIGTERM."""
+
 from __future__ import annotations
 
 import logging
@@ -7,8 +8,8 @@ import sys
 
 from aiohttp import web
 
-from app.wallet.config import Config, load_config
 from app.main import create_app
+from app.wallet.config import Config, load_config
 
 
 def setup_logging(config: Config) -> None:

@@ -1,20 +1,22 @@
 """create_app(config): the table of contents of the server — resources, middlewares, routes."""
+
 from __future__ import annotations
 
 import functools
 import logging
 import time
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, AsyncIterator, Callable
+from typing import Any
 
 from aiohttp import web
 
 from app.wallet.config import MAX_BODY_BYTES, Config
 from app.wallet.keyring import KeyRing
-from app.web.middleware import add_response_headers, error_middleware, security_middleware
-from app.web.routes import add_routes
 from app.wallet.wallets import WalletService
 from app.web import jobhttp, plans
+from app.web.middleware import add_response_headers, error_middleware, security_middleware
+from app.web.routes import add_routes
 from app.web.state import (
     config_key,
     executor_key,

@@ -29,6 +29,7 @@ single name inside the wallet's own parent folder: ``../x`` or ``a/b`` never pro
 elsewhere, and a name refused by the rules is reported for that reason, not for a coincidental
 conflict.
 """
+
 from __future__ import annotations
 
 import json

@@ -99,7 +99,9 @@ class JobRunner:
 
     # -- set-up -------------------------------------------------------------------------------
 
-    def register(self, kind: JobKind, func: JobFunc, *, cleanup: CleanupFunc | None = None, cancellable: bool = True) -> None:
+    def register(
+        self, kind: JobKind, func: JobFunc, *, cleanup: CleanupFunc | None = None, cancellable: bool = True
+    ) -> None:
         """Say which function runs jobs of ``kind``; ``cleanup`` settles one interrupted by a restart."""
         self._registry[JobKind(kind)] = _Registration(func, cleanup, cancellable)
 
@@ -115,9 +117,7 @@ class JobRunner:
             if not job.status.finished:
                 await self._settle_interrupted(job)
             self._remember(job)
-        self._workers = [
-            asyncio.create_task(self._work(), name=f"job-worker-{n}") for n in range(self._n_workers)
-        ]
+        self._workers = [asyncio.create_task(self._work(), name=f"job-worker-{n}") for n in range(self._n_workers)]
 
     async def _settle_interrupted(self, job: Job) -> None:
         log.warning("job %s (%s) on %s was interrupted by a restart", job.id, job.kind, job.wallet_path)
@@ -445,7 +445,7 @@ class JobRunner:
             job.message = _message_of(result, "Completed")
         elif status is JobStatus.FAILED:
             job.error = error
-            job.message = _message_of((error or {}).get("body"), "Failed")
+            job.message = _message_of(error["body"] if error else None, "Failed")
         else:
             job.message = "Cancelled"
         self._publish(job, persist=persist)

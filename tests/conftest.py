@@ -1,17 +1,19 @@
 """Shared fixtures: a fresh app on tmp_path served through aiohttp_client, and coin-file makers."""
+
 from __future__ import annotations
 
 import os
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
+from app.main import create_app
 from app.wallet import coins
 from app.wallet.config import Config
-from app.main import create_app
 from app.wallet.registry import RegistryEntry, write_registry
 
 

@@ -4,6 +4,7 @@ Each test starts `python -m app` (with this interpreter) on a free port and a da
 tmp_path, and talks to it over HTTP with urllib. The wallet is real and big enough (30,000 coin
 files, ~0.5 s of archiving) that the backup is caught while its temporary file exists.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -25,9 +26,9 @@ from typing import Any
 
 import pytest
 
+from jobs import store
 from jobs.backup import backup as backup_job
 from jobs.backup.checks import TEMP_PREFIX
-from jobs import store
 from tests.conftest import coin_bytes
 
 REPO = Path(__file__).resolve().parent.parent
@@ -56,7 +57,9 @@ def make_wallet(wallet: Path, n: int) -> None:
             os.write(fd, data)
         finally:
             os.close(fd)
-    (wallet / "transactions.csv").write_text("Symbol,Task ID,Date & Time,Remarks,Deposit,Withdraw,Description,Balance\n")
+    (wallet / "transactions.csv").write_text(
+        "Symbol,Task ID,Date & Time,Remarks,Deposit,Withdraw,Description,Balance\n"
+    )
 
 
 def digest_of(folder: Path) -> str:

@@ -1,4 +1,5 @@
 """Configuration: flags > environment > TOML file > built-in defaults; bad values are refused."""
+
 from __future__ import annotations
 
 import tomllib
@@ -163,7 +164,7 @@ def test_bad_environment_value_stops_with_a_message(environ, capsys):
         ("[server]\nport = 80.5\n", "port"),
         ('[server]\nport = "x"\n', "port"),
         ("[jobs]\nworkers = 0\n", "workers"),
-        ('[server]\nprot = 8080\n', "prot"),  # a typo is not silently ignored
+        ("[server]\nprot = 8080\n", "prot"),  # a typo is not silently ignored
         ("[server]\nallowed_hosts = 5\n", "allowed_hosts"),
         ("[server]\nallowed_origins = [1, 2]\n", "allowed_origins"),
         ('[server]\nhost = ""\n', "host"),
@@ -195,8 +196,17 @@ def test_bad_flag_stops_with_a_message(capsys):
 
 @pytest.mark.parametrize(
     "overrides",
-    [{"port": 65536}, {"port": True}, {"workers": 0}, {"threads": 0}, {"max_queued": 0}, {"log_level": "x"},
-     {"host": ""}, {"allowed_origins": ("",)}, {"api_token": "a\nb"}],
+    [
+        {"port": 65536},
+        {"port": True},
+        {"workers": 0},
+        {"threads": 0},
+        {"max_queued": 0},
+        {"log_level": "x"},
+        {"host": ""},
+        {"allowed_origins": ("",)},
+        {"api_token": "a\nb"},
+    ],
 )
 def test_config_refuses_values_it_cannot_run_with(overrides):
     with pytest.raises(ConfigError):

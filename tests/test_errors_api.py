@@ -1,5 +1,6 @@
 """Every answer is JSON: unknown route 404, wrong method 405, a crash 500 with a request id; health and
 the OpenAPI description, which lists every route the app serves."""
+
 from __future__ import annotations
 
 import logging

@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from jobs.models import Job, JobCancelled, JobFailed, JobKind, JobStatus, utcnow
 from jobs.context import JobContext
 from jobs.errors import INTERRUPTED_MESSAGE, JobNotCancellable, JobNotFound, QueueFull, RunnerClosed
+from jobs.models import Job, JobCancelled, JobFailed, JobKind, JobStatus, utcnow
 from jobs.runner import JobRunner
 from jobs.store import JobStore
 
@@ -95,7 +95,9 @@ async def make_runner(tmp_path: Path, executor: ThreadPoolExecutor, script: Scri
         await runner.close(timeout=2)
 
 
-async def submit(runner: JobRunner, name: str, wallet: str = "/w/A", kind: JobKind = JobKind.BACKUP, **params: Any) -> Job:
+async def submit(
+    runner: JobRunner, name: str, wallet: str = "/w/A", kind: JobKind = JobKind.BACKUP, **params: Any
+) -> Job:
     return await runner.submit(kind, wallet_path=wallet, params={"name": name, **params})
 
 
@@ -118,7 +120,9 @@ async def collect_stream(stream: AsyncIterator[Job | None]) -> list[Job]:
 # -- lifecycle -------------------------------------------------------------------------------
 
 
-async def test_job_goes_queued_running_completed_and_never_changes_after(make_runner: MakeRunner, script: Script) -> None:
+async def test_job_goes_queued_running_completed_and_never_changes_after(
+    make_runner: MakeRunner, script: Script
+) -> None:
     runner = await make_runner()
     script.gate("a")
     job = await submit(runner, "a")
@@ -302,7 +306,9 @@ async def test_job_failed_keeps_its_http_status_and_body(make_runner: MakeRunner
     assert done.to_json()["error"] == {"http_status": 400, "body": body}
 
 
-async def test_unexpected_exception_is_a_500_and_is_logged(make_runner: MakeRunner, caplog: pytest.LogCaptureFixture) -> None:
+async def test_unexpected_exception_is_a_500_and_is_logged(
+    make_runner: MakeRunner, caplog: pytest.LogCaptureFixture
+) -> None:
     async def broken(ctx: JobContext) -> dict[str, Any]:
         await ctx.run_blocking(lambda: 1 / 0)
         return {}
@@ -354,7 +360,9 @@ async def test_cancelled_queued_job_never_runs(make_runner: MakeRunner, script: 
     assert second.status is JobStatus.CANCELLED and second.started_at is None
 
 
-async def test_cancel_of_running_job_stops_it_in_its_thread_and_it_cleans_up(make_runner: MakeRunner, tmp_path: Path) -> None:
+async def test_cancel_of_running_job_stops_it_in_its_thread_and_it_cleans_up(
+    make_runner: MakeRunner, tmp_path: Path
+) -> None:
     partial = tmp_path / "backup.zip.part"
     in_thread = threading.Event()
 
@@ -456,7 +464,9 @@ async def test_running_job_of_an_uncancellable_kind_is_not_cancellable(make_runn
 # -- waiting and events ----------------------------------------------------------------------
 
 
-async def test_wait_returns_the_unfinished_job_when_the_timeout_elapses(make_runner: MakeRunner, script: Script) -> None:
+async def test_wait_returns_the_unfinished_job_when_the_timeout_elapses(
+    make_runner: MakeRunner, script: Script
+) -> None:
     runner = await make_runner()
     script.gate("slow")
     job = await submit(runner, "slow")
@@ -494,7 +504,9 @@ async def test_a_cancelled_waiter_does_not_cancel_the_job(make_runner: MakeRunne
     assert (await waiters[1]).status is JobStatus.COMPLETED
 
 
-async def test_events_send_current_state_then_changes_then_the_final_one(make_runner: MakeRunner, script: Script) -> None:
+async def test_events_send_current_state_then_changes_then_the_final_one(
+    make_runner: MakeRunner, script: Script
+) -> None:
     runner = await make_runner()
     script.gate("a")
     job = await submit(runner, "a")
@@ -649,7 +661,9 @@ async def test_list_is_newest_first_with_filters_and_limit(make_runner: MakeRunn
 # -- restart ---------------------------------------------------------------------------------
 
 
-async def test_restart_fails_interrupted_jobs_and_runs_their_cleanup(make_runner: MakeRunner, tmp_path: Path, executor: ThreadPoolExecutor) -> None:
+async def test_restart_fails_interrupted_jobs_and_runs_their_cleanup(
+    make_runner: MakeRunner, tmp_path: Path, executor: ThreadPoolExecutor
+) -> None:
     directory = tmp_path / "jobs"
     queued = Job.new(JobKind.BACKUP, wallet_path="/w/A", params={"destination": "/b"})
     running = Job.new(JobKind.RESTORE, wallet_path="/w/R", params={})

@@ -187,7 +187,9 @@ async def test_jobs_load_oldest_first(tmp_path: Path, executor: ThreadPoolExecut
     assert [j.id for j in read_back(tmp_path)] == [jobs[1].id, jobs[2].id, jobs[0].id]
 
 
-async def test_an_unreadable_record_is_skipped(tmp_path: Path, executor: ThreadPoolExecutor, caplog: pytest.LogCaptureFixture) -> None:
+async def test_an_unreadable_record_is_skipped(
+    tmp_path: Path, executor: ThreadPoolExecutor, caplog: pytest.LogCaptureFixture
+) -> None:
     store = JobStore(tmp_path)
     await store.open(executor)
     good = finished_job()

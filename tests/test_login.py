@@ -1,4 +1,5 @@
 """POST /api/system/login and /logout, GET /api/system/encryption-status."""
+
 from __future__ import annotations
 
 import logging

@@ -1,4 +1,5 @@
 """Request parameters: query, form and JSON body mean the same; bad input is a JSON 4xx with no effect."""
+
 from __future__ import annotations
 
 import io
@@ -8,8 +9,8 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from app.wallet.config import MAX_BODY_BYTES, MAX_PARAM_CHARS
 from app.main import create_app
+from app.wallet.config import MAX_BODY_BYTES, MAX_PARAM_CHARS
 from app.web.params import read_params
 
 
@@ -101,7 +102,9 @@ async def test_json_media_types_are_understood(echo_client, content_type):
 
 
 async def test_empty_body_is_no_parameters(echo_client):
-    assert await params_of(await echo_client.post("/echo", data=b"", headers={"Content-Type": "application/json"})) == {}
+    assert (
+        await params_of(await echo_client.post("/echo", data=b"", headers={"Content-Type": "application/json"})) == {}
+    )
 
 
 async def test_plus_and_percent_in_the_query_decode_as_in_a_form(echo_client):
@@ -136,8 +139,15 @@ async def test_nested_json_value_is_400(echo_client, value):
 
 @pytest.mark.parametrize(
     "raw",
-    [b'{"wallet_path": ', b"{'a': 1}", b'{"a": NaN}', b'{"a": Infinity}', b'{"a": ' + b"9" * 5000 + b"}",
-     b"[" * 100_000, b'{"a": "\xff"}'],
+    [
+        b'{"wallet_path": ',
+        b"{'a': 1}",
+        b'{"a": NaN}',
+        b'{"a": Infinity}',
+        b'{"a": ' + b"9" * 5000 + b"}",
+        b"[" * 100_000,
+        b'{"a": "\xff"}',
+    ],
 )
 async def test_invalid_json_is_400(echo_client, raw):
     response = await echo_client.post("/echo", data=raw, headers={"Content-Type": "application/json"})
@@ -195,10 +205,18 @@ async def test_parameter_name_over_4096_characters_is_400(echo_client):
     "request_args",
     [
         {"method": "GET", "path": "/echo?wallet_path=A&wallet_path=B"},
-        {"method": "POST", "path": "/echo", "data": b"wallet_path=A&wallet_path=B",
-         "headers": {"Content-Type": "application/x-www-form-urlencoded"}},
-        {"method": "POST", "path": "/echo", "data": b'{"wallet_path": "A", "wallet_path": "B"}',
-         "headers": {"Content-Type": "application/json"}},
+        {
+            "method": "POST",
+            "path": "/echo",
+            "data": b"wallet_path=A&wallet_path=B",
+            "headers": {"Content-Type": "application/x-www-form-urlencoded"},
+        },
+        {
+            "method": "POST",
+            "path": "/echo",
+            "data": b'{"wallet_path": "A", "wallet_path": "B"}',
+            "headers": {"Content-Type": "application/json"},
+        },
     ],
 )
 async def test_duplicated_parameter_is_400(echo_client, request_args):
@@ -282,6 +300,8 @@ async def test_bad_input_to_create_changes_nothing(client, data_dir: Path, send)
     assert response.content_type == "application/json"
     assert (data_dir / "wallet-locations.csv").read_bytes() == before
     assert sorted(p.name for p in (data_dir / "Wallets").iterdir()) == wallets_before
+
+
 async def test_long_non_ascii_query_is_json_400(client):
     r = await client.get("/api/wallets/balance", params={"wallet_path": "é" * 4097})
     assert r.status == 400

@@ -1,4 +1,5 @@
 """The rename journal: a crash between the folder move and the registry write is settled at the next start."""
+
 from __future__ import annotations
 
 import asyncio
@@ -8,8 +9,9 @@ import socket
 import subprocess
 import sys
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import aiohttp
 import pytest
@@ -210,7 +212,9 @@ async def test_server_start_settles_both_states(make_client: Any, config: Config
     client = await make_client()
     listing = await (await client.get("/api/wallets/list")).json()
     assert [(w["wallet_name"], w["active"], w["online"]) for w in listing["wallets"]] == [
-        ("Default", True, True), ("Moved New", False, True), ("Unmoved", False, True)
+        ("Default", True, True),
+        ("Moved New", False, True),
+        ("Unmoved", False, True),
     ]
     assert os.listdir(journal_dir(config)) == []
     # And the settled wallets can be renamed again at once.
@@ -251,7 +255,9 @@ async def test_server_killed_between_move_and_registry_write_recovers_at_restart
     port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-c", CRASHING_SERVER, str(config.data_dir), str(port)],
-        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
     try:
         async with aiohttp.ClientSession() as session:

@@ -1,4 +1,5 @@
 """Who may call: Host allow-list, Origin / Sec-Fetch-Site refusal with CORS for allowed origins, bearer token."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -112,14 +113,14 @@ async def test_clients_without_origin_or_fetch_headers_are_served(client):
     ],
 )
 async def test_loopback_origin_on_any_port_gets_cors(client, data_dir, origin):
-    response = await client.get(
-        "/api/wallets/list", headers={"Origin": origin, "Sec-Fetch-Site": "cross-site"}
-    )
+    response = await client.get("/api/wallets/list", headers={"Origin": origin, "Sec-Fetch-Site": "cross-site"})
     assert response.status == 200
     assert response.headers["Access-Control-Allow-Origin"] == origin
     assert "Origin" in response.headers.get("Vary", "")
     created = await client.post(
-        "/api/wallets/create", json={"wallet_path": "FromGui"}, headers={"Origin": origin, "Sec-Fetch-Site": "same-site"}
+        "/api/wallets/create",
+        json={"wallet_path": "FromGui"},
+        headers={"Origin": origin, "Sec-Fetch-Site": "same-site"},
     )
     assert created.status == 200
     assert created.headers["Access-Control-Allow-Origin"] == origin
@@ -137,9 +138,7 @@ async def test_loopback_origin_gets_cors_on_error_answers_too(client):
 async def test_configured_origin_gets_cors(make_client):
     client = await make_client(allowed_origins=("https://wallet.example", "http://gui.lan:8081/"))
     for origin in ("https://wallet.example", "http://gui.lan:8081"):
-        response = await client.get(
-            "/api/wallets/list", headers={"Origin": origin, "Sec-Fetch-Site": "cross-site"}
-        )
+        response = await client.get("/api/wallets/list", headers={"Origin": origin, "Sec-Fetch-Site": "cross-site"})
         assert response.status == 200
         assert response.headers["Access-Control-Allow-Origin"] == origin
     await assert_refused(await client.get("/api/wallets/list", headers={"Origin": "https://other.example"}))

@@ -1,13 +1,15 @@
 """Settings: the frozen Config and load_config(), which reads flags > environment > TOML file > defaults."""
+
 from __future__ import annotations
 
 import argparse
 import os
 import tomllib
 import zoneinfo
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
@@ -64,7 +66,9 @@ class Config:
             try:
                 zoneinfo.ZoneInfo(self.timezone)
             except (zoneinfo.ZoneInfoNotFoundError, ValueError, TypeError):
-                raise ConfigError(f"timezone must be an IANA zone name like Europe/Berlin, not {self.timezone!r}") from None
+                raise ConfigError(
+                    f"timezone must be an IANA zone name like Europe/Berlin, not {self.timezone!r}"
+                ) from None
 
     @property
     def wallets_dir(self) -> Path:
@@ -116,9 +120,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return _parser().parse_args(argv)
 
 
-def load_config(
-    argv: list[str] | None = None, *, environ: Mapping[str, str] | None = None
-) -> Config:
+def load_config(argv: list[str] | None = None, *, environ: Mapping[str, str] | None = None) -> Config:
     """Merge the sources, highest first: flags, environment, the TOML file, built-in defaults.
 
     A bad setting (or an unreadable config file) ends the program with a one-line message and exit

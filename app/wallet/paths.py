@@ -1,4 +1,5 @@
 """Path rules shared by every endpoint: canonical forms, "is inside" checks, wallet arguments, folder names."""
+
 from __future__ import annotations
 
 import os

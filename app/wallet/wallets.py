@@ -4,15 +4,18 @@ The service runs every disk touch (registry reads and writes, folder walks, head
 own thread pool through `run_blocking`; the event loop only awaits. Registry changes are serialised by
 `registry_lock`, which the rename job holds too.
 """
+
 from __future__ import annotations
 
 import asyncio
+import builtins
 import logging
 import os
 import shutil
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 from app.wallet.coinfolders import HeaderScan, is_wallet_folder, scan_coin_headers, wallet_balance, wallet_coins
 from app.wallet.config import Config
@@ -26,8 +29,24 @@ log = logging.getLogger(__name__)
 
 #: The reference client's wallet layout (storage.md).
 WALLET_FOLDERS = (
-    "Bank", "Corrupted", "Counterfeit", "Duplicates", "Encryption_Failed", "Errored", "Export", "Fracked",
-    "Grade", "Import", "Imported", "Limbo", "Lockered", "Pending", "Receipts", "Sent", "Suspect", "Trash",
+    "Bank",
+    "Corrupted",
+    "Counterfeit",
+    "Duplicates",
+    "Encryption_Failed",
+    "Errored",
+    "Export",
+    "Fracked",
+    "Grade",
+    "Import",
+    "Imported",
+    "Limbo",
+    "Lockered",
+    "Pending",
+    "Receipts",
+    "Sent",
+    "Suspect",
+    "Trash",
     "Withdrawn",
 )
 TRANSACTIONS_HEADER = "Symbol,Task ID,Date & Time,Remarks,Deposit,Withdraw,Description,Balance\n"
@@ -224,11 +243,11 @@ class WalletService:
         self.save(entries)
         return self.wallet_at(Registry(tuple(entries)), 0)
 
-    async def add_location(self, raw: str) -> list[str]:
+    async def add_location(self, raw: str) -> builtins.list[str]:
         async with self.registry_lock:
             return await self._run(self._add_location, raw)
 
-    def _add_location(self, raw: str) -> list[str]:
+    def _add_location(self, raw: str) -> builtins.list[str]:
         if not os.path.isabs(raw):
             raise ApiError(400, "Location must be an absolute path")
         try:
@@ -249,7 +268,8 @@ class WalletService:
             found = sorted(
                 # Dot folders are never wallets (names cannot start with '.'); a restore in progress
                 # extracts into one and must not be registered half-written.
-                child for child in (path / name for name in names if not name.startswith("."))
+                child
+                for child in (path / name for name in names if not name.startswith("."))
                 if not child.is_symlink() and child.is_dir() and is_wallet_folder(child)
             )
         registry = self.read()

@@ -106,7 +106,9 @@ def find_job(runner: JobRunner, job_id: str) -> Job:
 # -- submitting ---------------------------------------------------------------------------------
 
 
-async def submit_job(request: web.Request, kind: JobKind, plan: Any = None) -> web.Response:
+async def submit_job(
+    request: web.Request, kind: JobKind, plan: Callable[[Params, Services], Plan] | None = None
+) -> web.Response:
     """Plan the job of `kind` from the request's parameters (or with `plan`, another planner of the
     same kind: a legacy route), then queue it and answer as the caller prefers."""
     params: Params = await read_params(request)

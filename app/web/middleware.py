@@ -1,13 +1,15 @@
 """Middlewares: errors become JSON; then who may call (Host, Origin / Sec-Fetch-Site with CORS, token)."""
+
 from __future__ import annotations
 
 import hmac
 import logging
 import uuid
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from urllib.parse import urlsplit
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from app.wallet.config import MAX_BODY_BYTES, Config
 from app.wallet.errors import ApiError
@@ -48,8 +50,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return json_error(ApiError(exc.status, exc.reason, headers=headers), request_id)
     except Exception:
         log.exception("unexpected error in %s %s (request %s)", request.method, request.path, request_id)
-        error = ApiError(500, "Internal server error", extra={"request_id": request_id})
-        return json_error(error, request_id)
+        internal = ApiError(500, "Internal server error", extra={"request_id": request_id})
+        return json_error(internal, request_id)
     return response
 
 
@@ -91,7 +93,7 @@ def origin_allowed(origin: str, config: Config) -> bool:
     return hostname in ("localhost", "127.0.0.1", "::1")
 
 
-def security_middleware(config: Config) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+def security_middleware(config: Config) -> Middleware:
     allowed_hosts = LOOPBACK_HOSTS | {host_name(h) for h in config.allowed_hosts}
 
     @web.middleware

@@ -1,4 +1,5 @@
 """The OpenAPI 3.1 document, derived from the route table so that it never drifts from what exists."""
+
 from __future__ import annotations
 
 import re
@@ -25,7 +26,9 @@ ERROR_SCHEMA = {
             "type": "object",
             "required": ["status", "error", "error_code"],
             "properties": {
-                "status": {"const": "error"}, "error": {"type": "string"}, "error_code": {"type": "integer"},
+                "status": {"const": "error"},
+                "error": {"type": "string"},
+                "error_code": {"type": "integer"},
             },
         },
     ],

@@ -1,8 +1,9 @@
 """Request parameters: query, urlencoded form or JSON object body, merged (the body wins) and checked once."""
+
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, overload
 from urllib.parse import parse_qsl
 
 from aiohttp import web
@@ -66,9 +67,7 @@ async def _from_body(request: web.Request) -> dict[str, str]:
         return {}
     content_type = request.content_type
     is_json = content_type in ("application/json", "text/json") or content_type.endswith("+json")
-    if is_json or (
-        content_type in _SNIFFED_TYPES and raw.lstrip()[:1] in (b"{", b"[")
-    ):
+    if is_json or (content_type in _SNIFFED_TYPES and raw.lstrip()[:1] in (b"{", b"[")):
         return _from_json(raw)
     if content_type == "application/x-www-form-urlencoded":
         try:
@@ -81,9 +80,7 @@ async def _from_body(request: web.Request) -> dict[str, str]:
 
 def _from_json(raw: bytes) -> dict[str, str]:
     try:
-        document = json.loads(
-            raw.decode("utf-8"), object_pairs_hook=_unique_pairs, parse_constant=_no_constant
-        )
+        document = json.loads(raw.decode("utf-8"), object_pairs_hook=_unique_pairs, parse_constant=_no_constant)
     except UnicodeDecodeError:
         raise ApiError(400, "Request body is not valid UTF-8") from None
     except (ValueError, RecursionError):  # JSONDecodeError, an over-long integer, deep nesting
@@ -149,6 +146,10 @@ def _check(name: str, value: str) -> None:
         raise ApiError(400, f"Parameter {name} is not valid UTF-8")
 
 
+@overload
+def choice(params: dict[str, str], name: str, choices: tuple[str, ...], *, default: str) -> str: ...
+@overload
+def choice(params: dict[str, str], name: str, choices: tuple[str, ...], *, default: None = None) -> str | None: ...
 def choice(params: dict[str, str], name: str, choices: tuple[str, ...], *, default: str | None = None) -> str | None:
     """One of `choices` (matched without regard to case), `default` when absent; an empty or other value is a 400."""
     raw = params.get(name)

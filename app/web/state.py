@@ -1,10 +1,12 @@
 """The typed application keys (where each shared service lives on the app), and the way to its thread pool."""
+
 from __future__ import annotations
 
 import asyncio
 import functools
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 from aiohttp import web
 

@@ -11,6 +11,7 @@ Nothing per entry is kept alive in Python: quality.md measured garbage-collector
 per-entry objects stalling the event loop. The central directory and the manifest's entry lines
 are spooled to nameless temporary files in the destination.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -22,7 +23,7 @@ import threading
 from collections.abc import Callable
 from json.encoder import encode_basestring_ascii as _json_str
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO
 
 from app.wallet.crypto import CoinEncryptor
 from jobs.backup.coins import (
@@ -145,7 +146,7 @@ class Archiver:
         if len(self.skipped) < _MAX_SKIPPED_LISTED:
             self.skipped.append({"path": path, "reason": reason})
 
-    def _walk(self, writer: ZipWriter, manifest: BinaryIO) -> None:
+    def _walk(self, writer: ZipWriter, manifest: IO[bytes]) -> None:
         """Every folder and file of the wallet into the archive, each entry's line into the manifest.
 
         The hot loop (~100,000 turns for a big wallet): locals instead of attributes and globals,
@@ -247,6 +248,7 @@ class Archiver:
                         except OSError as exc:
                             skip(arc, f"cannot be opened: {exc.strerror}")
                             continue
+                        data: bytes | None
                         try:
                             st = fstat(fd)
                             if not is_reg(st.st_mode):
@@ -346,7 +348,7 @@ class Archiver:
             return None, 0
         return digest.hexdigest(), result.size
 
-    def _add_manifest(self, writer: ZipWriter, manifest: BinaryIO) -> None:
+    def _add_manifest(self, writer: ZipWriter, manifest: IO[bytes]) -> None:
         head = manifest_head(
             wallet_name=self.wallet.name,
             wallet_path=str(self.wallet),

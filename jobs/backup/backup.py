@@ -1,6 +1,7 @@
-"""The backup job: check the destination, archive the wallet, verify, name the ZIP; restart cleanup.
+"""The backup kind: `plan_backup` (the endpoint's checks), `run_backup` (archive, verify, name), `cleanup_backup`.
 
-One run, all of it blocking work on the app's thread pool (`write_backup`):
+`plan_backup` runs api.md's checks in their order before any job exists (jobs/backup/checks.py).
+The run is blocking work on the app's thread pool (`write_backup`):
 
 1. the destination is checked again (a symlink may have been swapped since the request) and its
    last component created, mode 0700 (jobs/backup/checks.py);
@@ -16,11 +17,9 @@ One run, all of it blocking work on the app's thread pool (`write_backup`):
    temporary name is removed and the directory fsynced.
 
 A cancel (checked between files) or any failure removes the temporary file; nothing else is ever
-left behind. After a crash `remove_temporary_files` (the runner's cleanup hook) deletes the
-half-written archive.
-
-Before any of this, `plan_backup` runs the endpoint's checks in api.md's order (jobs/backup/checks.py).
+left behind. After a crash `cleanup_backup` deletes the half-written archive.
 """
+
 from __future__ import annotations
 
 import errno
@@ -32,11 +31,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from app.wallet.coinfolders import is_wallet_folder
 from app.wallet.config import Config
 from app.wallet.errors import ApiError, WalletNotFound
 from app.wallet.paths import canonical
 from app.wallet.storage import atomic_write_bytes, fsync_dir
-from app.wallet.coinfolders import is_wallet_folder
 from jobs.backup.archive import Archiver, Report, count_entries
 from jobs.backup.checks import (
     MISSING_DESTINATION,
@@ -55,7 +54,7 @@ from jobs.context import JobContext, JobView
 from jobs.models import Job, JobCancelled, JobFailed
 from jobs.services import Services
 from jobs.shape import Params
-from jobs.zip.writer import verify_zip
+from jobs.zip.readback import verify_zip
 
 log = logging.getLogger(__name__)
 

@@ -5,6 +5,7 @@ job runs them again when it starts (a symlink may have been swapped since the re
 `make_destination`, and at the end `claim_final_name`. Each refusal is an `ApiError` carrying the
 seed's exact body; the job turns it into a `JobFailed` with `JobFailed.from_error`.
 """
+
 from __future__ import annotations
 
 import errno

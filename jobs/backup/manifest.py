@@ -28,13 +28,14 @@ writes its lines to a nameless spool file, compact JSON, one entry a line, each 
 starting with the comma that separates it from the one before; `add_manifest` streams head, spool
 and tail into the archive: nothing of it is held in memory.
 """
+
 from __future__ import annotations
 
 import json
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from typing import Any, BinaryIO
+from typing import IO, Any
 
 from app import __version__
 from app.wallet.coins import units_to_json
@@ -154,7 +155,7 @@ def summary_comment(head: dict[str, Any], tail: dict[str, Any], *, date: str) ->
     return comment
 
 
-def add_manifest(writer: ZipWriter, entries: BinaryIO, *, head: dict[str, Any], tail: dict[str, Any]) -> None:
+def add_manifest(writer: ZipWriter, entries: IO[bytes], *, head: dict[str, Any], tail: dict[str, Any]) -> None:
     """Stream the manifest into the archive: `head`, the spooled entry lines, `tail`."""
     head_json = json.dumps(head, ensure_ascii=True)
     tail_json = json.dumps(tail, ensure_ascii=True)

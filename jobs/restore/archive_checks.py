@@ -10,6 +10,7 @@
 Also what both jobs share when they read an archive: the read window, the errors of a damaged entry,
 the progress cadence and the failure answer.
 """
+
 from __future__ import annotations
 
 import json
@@ -36,8 +37,6 @@ _SHA256 = re.compile(r"[0-9a-f]{64}")
 _FLAG_ENCRYPTED = 0x1
 
 Report = Callable[..., None]
-
-
 
 
 # -- entry names (zip-slip) ----------------------------------------------------------------------------

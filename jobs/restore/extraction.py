@@ -5,6 +5,7 @@ the temporary folder (files 0600, folders 0700; with a login key, Bank and Frack
 that key are decrypted on the way out), each file's SHA-256 compared with the manifest as it is
 written, and the file system synced. A refusal, failure or cancel removes the folder again.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -17,6 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from app.wallet import coins, crypto
+from jobs.backup.coins import COIN_FOLDERS
+from jobs.backup.manifest import MANIFEST_NAME
+from jobs.models import JobCancelled, JobFailed
 from jobs.restore.archive_checks import (
     READ_CHUNK,
     READ_ERRORS,
@@ -28,9 +32,6 @@ from jobs.restore.archive_checks import (
     first_problems,
     read_manifest,
 )
-from jobs.backup.coins import COIN_FOLDERS
-from jobs.backup.manifest import MANIFEST_NAME
-from jobs.models import JobCancelled, JobFailed
 from jobs.restore.plan import MAX_REFUSAL_PROBLEMS, RestorePlan, refusal
 from jobs.restore.temp import removed_on_failure, sync_tree
 
@@ -69,7 +70,9 @@ def extract_archive(
             if f"{root}{folder}/" not in manifest.entries and not any(
                 path.startswith(f"{root}{folder}/") for path in manifest.entries
             ):
-                raise JobFailed.plain(400, f"Refusing to restore: the archive holds no wallet ({root}{folder}/ is missing)")
+                raise JobFailed.plain(
+                    400, f"Refusing to restore: the archive holds no wallet ({root}{folder}/ is missing)"
+                )
         if cancel.is_set():
             raise JobCancelled()
         try:

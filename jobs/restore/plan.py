@@ -4,6 +4,7 @@ All blocking (stats, the registry, the archive's first entry); they raise ApiErr
 endpoint answers. The restore job checks the target again (`check_target_still_free`), failing with
 the same 409, since another restore may have taken the name meanwhile.
 """
+
 from __future__ import annotations
 
 import os
@@ -14,12 +15,12 @@ from app.wallet.config import Config
 from app.wallet.errors import ApiError, missing_parameter
 from app.wallet.paths import Unresolvable, canonical, folder_name_problem, is_inside
 from app.wallet.registry import Registry, path_problem, read_registry
-from jobs.restore.archive_checks import entry_name_problem
 from jobs.backup.manifest import MANIFEST_NAME
 from jobs.context import JobView
 from jobs.models import JobFailed
+from jobs.restore.archive_checks import entry_name_problem
 from jobs.shape import Params
-from jobs.zip.writer import ZipFormatError, iter_zip_entries
+from jobs.zip.readback import ZipFormatError, iter_zip_entries
 
 #: problems listed in a restore refusal; the first ones say enough
 MAX_REFUSAL_PROBLEMS = 20

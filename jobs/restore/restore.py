@@ -1,12 +1,13 @@
 """The restore job: a backup archive extracted into a new wallet, moved into place and registered.
 
 A restore is checked when it is asked for (`plan_restore`, with the checks of `plan`), extracted with every entry checked
-against the manifest into a temporary folder beside the target (`extraction`, `restore_temp`),
+against the manifest into a temporary folder beside the target (`extraction`, `temp`),
 then renamed into place without ever replacing anything (`rename_noreplace`) and registered, both
 under the registry lock (`place_and_register`). A refusal, failure or cancel removes the temporary
 folder; after a crash `cleanup_restore` does. The verify job (`verify`) shares the archive checks
 (`archive_checks`).
 """
+
 from __future__ import annotations
 
 import logging

@@ -4,6 +4,7 @@
 and compares it with the manifest. Everything found is a problem in the answer (``ok`` false); a
 file that is no ZIP at all is a problem too, not an error.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -15,6 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from jobs.backup.manifest import MANIFEST_NAME
+from jobs.context import JobContext, JobView
+from jobs.models import JobCancelled, JobFailed
 from jobs.restore.archive_checks import (
     READ_CHUNK,
     READ_ERRORS,
@@ -25,13 +29,10 @@ from jobs.restore.archive_checks import (
     entry_problems,
     read_manifest,
 )
-from jobs.backup.manifest import MANIFEST_NAME
-from jobs.context import JobContext, JobView
-from jobs.models import JobCancelled, JobFailed
 from jobs.restore.plan import required_zip_path, resolve_zip_path
 from jobs.services import Services
 from jobs.shape import Params
-from jobs.zip.writer import verify_zip
+from jobs.zip.readback import verify_zip
 
 VERIFY_COMMAND = "backup-verify"
 #: problems listed in a verify answer; the first ones say enough

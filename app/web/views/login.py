@@ -3,6 +3,7 @@
 The password is read from the body only and goes nowhere but `crypto.derive_key`; neither it nor the
 key is ever logged, stored or put in a response (only the key's public check).
 """
+
 from __future__ import annotations
 
 import logging
