@@ -467,3 +467,38 @@ async def test_verified_at_is_remembered_per_path_size_and_mtime(client, tmp_pat
     assert (await listed())["verified_at"] is not None
     os.utime(made["zip_path"], (1_700_000_000, 1_700_000_000))  # changed since: no longer vouched for
     assert (await listed())["verified_at"] is None
+
+
+async def test_a_bad_change_is_a_400_and_leaves_the_plan_file_as_it_was(client, places, data_dir):
+    usb, _ = places
+    _, plan = await create(client, destinations=[str(usb)])
+    path = data_dir / "backup-plans" / f"{plan['id']}.json"
+    before = path.read_bytes()
+    for change in (
+        {"keep": {"last": -1}},
+        {"schedule": "* * *"},
+        {"destinations": [str(data_dir)]},
+        {"wallet_path": "Other"},
+        {"verify": False},
+        {},
+    ):
+        response = await client.patch(f"/api/backup-plans/{plan['id']}", json=change)
+        assert response.status == 400, change
+        assert (await response.json())["success"] is False
+    assert path.read_bytes() == before
+    response = await client.patch(f"/api/backup-plans/{plan['id']}", data="enabled=false")
+    assert response.status == 415
+    assert path.read_bytes() == before
+
+
+async def test_an_unknown_plan_is_404_everywhere(client):
+    for method, path in (
+        ("GET", "/api/backup-plans/p_nope"),
+        ("PATCH", "/api/backup-plans/p_nope"),
+        ("DELETE", "/api/backup-plans/p_nope"),
+        ("GET", "/api/backup-plans/p_nope/runs"),
+        ("POST", "/api/backup-plans/p_nope/run"),
+    ):
+        response = await client.request(method, path, json={"enabled": True} if method == "PATCH" else None)
+        assert response.status == 404, (method, path)
+        assert await response.json() == {"success": False, "error": "Backup plan not found: p_nope", "code": 404}
