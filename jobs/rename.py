@@ -218,6 +218,8 @@ async def run_rename(plan: RenamePlan, ctx: JobContext) -> dict[str, Any]:
         )
         # Queued jobs on the old path (a backup submitted after this rename) now follow the wallet.
         ctx.move_wallet(body["old_path"], body["new_path"])
+        # So do backup plans: the next run archives the wallet under its new name.
+        await ctx.services.wallet_moved(body["old_path"], body["new_path"])
     return body
 
 
@@ -342,7 +344,7 @@ def cleanup_rename(config: Config, job: Job) -> dict[str, Any] | None:
     return recovered(success_body(old, new, job.id))
 
 
-def settle_journal(config: Config) -> list[str]:
+def settle_journal(config: Config, moved: list[tuple[str, str]] | None = None) -> list[str]:
     """Settle every journal entry a crash left behind so that folder and registry agree (blocking).
 
     Completed when the folder was already moved (the wallet folder the entry identifies by device and
@@ -350,7 +352,8 @@ def settle_journal(config: Config) -> list[str]:
     not): the registry names the new path. Otherwise rolled back: the registry names the old path. The folder
     itself never needs moving (a moved folder is always completed), and no registry row is ever
     removed unless it is replaced. Returns one line per entry, for the log. An entry that cannot be
-    settled (unreadable registry, a write failing) stays for the next start.
+    settled (unreadable registry, a write failing) stays for the next start. Each rename settled as
+    completed is added to `moved` as (old path, new path), for whatever follows wallets (backup plans).
     """
     folder = journal_dir(config)
     try:
@@ -385,6 +388,8 @@ def settle_journal(config: Config) -> list[str]:
                 settled = settled_dir(config)
                 settled.mkdir(mode=0o700, exist_ok=True)
                 atomic_write_bytes(settled / f"{job_id}{COMPLETED_SUFFIX}", b"")
+                if moved is not None:
+                    moved.append((str(old), str(new)))
             lines.append(line)
         except Exception as exc:
             log.exception("rename journal entry %s could not be settled", entry)

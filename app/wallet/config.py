@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import tomllib
+import zoneinfo
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -43,6 +44,8 @@ class Config:
     max_connections: int = 512
     header_timeout: float = 10.0
     log_level: str = "INFO"
+    #: the IANA zone backup plans run in (their cron times, day boundaries, file dates); None: the system's
+    timezone: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "data_dir", Path(self.data_dir).expanduser().absolute())
@@ -73,6 +76,13 @@ class Config:
                 raise ConfigError(f"{name} must be a list of non-empty strings")
         if not isinstance(self.log_level, str) or self.log_level.upper() not in LOG_LEVELS:
             raise ConfigError(f"log_level must be one of {', '.join(LOG_LEVELS)}, not {self.log_level!r}")
+        if self.timezone is not None:
+            try:
+                zoneinfo.ZoneInfo(self.timezone)
+            except (zoneinfo.ZoneInfoNotFoundError, ValueError, TypeError):
+                raise ConfigError(
+                    f"timezone must be an IANA zone name like Europe/Berlin, not {self.timezone!r}"
+                ) from None
 
     @property
     def wallets_dir(self) -> Path:
@@ -110,6 +120,7 @@ ENVIRONMENT = {
     "CLOUDCOIN_MAX_CONNECTIONS": "max_connections",
     "CLOUDCOIN_HEADER_TIMEOUT": "header_timeout",
     "CLOUDCOIN_LOG_LEVEL": "log_level",
+    "CLOUDCOIN_TIMEZONE": "timezone",
 }
 
 
@@ -198,8 +209,9 @@ def _coerce(settings: dict[str, Any]) -> dict[str, Any]:
             out[key] = tuple(value)
         elif key in out:
             raise ConfigError(f"{key} must be a list of strings, not {value!r}")
-    if out.get("api_token") == "":
-        out["api_token"] = None
+    for key in ("api_token", "timezone"):
+        if out.get(key) == "":
+            out[key] = None
     if "data_dir" in out:
         if not isinstance(out["data_dir"], (str, os.PathLike)) or not os.fspath(out["data_dir"]):
             raise ConfigError(f"data_dir must be a non-empty path, not {out['data_dir']!r}")
