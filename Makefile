@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test clean
+.PHONY: run test lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -17,7 +17,13 @@ $(STAMP): $(BIN)/python pyproject.toml
 run: $(STAMP)
 	$(BIN)/python -m app --host 127.0.0.1 --port 8080 --data-dir ./Client_Data
 
-test: $(STAMP)
+# The habits run themselves: lint, formatting and types first, then the suite.
+lint: $(STAMP)
+	$(BIN)/ruff check app jobs tests bench
+	$(BIN)/ruff format --check app jobs tests bench
+	$(BIN)/mypy app jobs
+
+test: lint
 	$(BIN)/python -m pytest -q
 
 clean:

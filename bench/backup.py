@@ -21,6 +21,7 @@ POST /api/wallets/create) while one extra, untimed backup runs, and (P5) renames
 itself, back and forth. It prints one table with PASS/FAIL per goal and writes the same figures as
 JSON to DIR/backup-results.json. Not a test: the figures are reported, never asserted.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -39,8 +40,20 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/common.py, from any working directory
 from common import (  # noqa: E402
-    ROOT, WALLET_BYTES_PER_COIN, HealthPoller, Server, alternate, build_wallet, call, idle_health, percentile,
-    register, rename_back, wallet_name, warm_cache, write_results,
+    ROOT,
+    WALLET_BYTES_PER_COIN,
+    HealthPoller,
+    Server,
+    alternate,
+    build_wallet,
+    call,
+    idle_health,
+    percentile,
+    register,
+    rename_back,
+    wallet_name,
+    warm_cache,
+    write_results,
 )
 from make_wallet import count_coins  # noqa: E402
 
@@ -72,6 +85,7 @@ def latency_summary(latencies: list[float], errors: int = 0) -> dict[str, Any]:
 
 # -- the wallets --------------------------------------------------------------------------------
 
+
 def plan_disk(sizes: list[int], dest: Path) -> list[int]:
     """The sizes that fit on the disk (wallets still to build plus the largest pair of archives)."""
     dest.mkdir(parents=True, exist_ok=True)
@@ -84,9 +98,12 @@ def plan_disk(sizes: list[int], dest: Path) -> list[int]:
         build = 0 if (wallet.is_dir() and count_coins(wallet) == size) else size * WALLET_BYTES_PER_COIN + (2 << 20)
         archives = 2 * size * ARCHIVE_BYTES_PER_COIN
         if need + build + (256 << 20) > free or archives + (256 << 20) > tmp_free:
-            print(f"not enough free disk for {size} coins: needs ≈ {(build + archives) / 1e9:.2f} GB "
-                  f"(wallet {build / 1e9:.2f} GB in {dest}, archives {archives / 1e9:.2f} GB in "
-                  f"{tempfile.gettempdir()}); free {free / 1e9:.2f} GB / {tmp_free / 1e9:.2f} GB: skipped", flush=True)
+            print(
+                f"not enough free disk for {size} coins: needs ≈ {(build + archives) / 1e9:.2f} GB "
+                f"(wallet {build / 1e9:.2f} GB in {dest}, archives {archives / 1e9:.2f} GB in "
+                f"{tempfile.gettempdir()}); free {free / 1e9:.2f} GB / {tmp_free / 1e9:.2f} GB: skipped",
+                flush=True,
+            )
             continue
         need += build
         fitting.append(size)
@@ -122,8 +139,9 @@ def time_reference(reference: tuple[str, str, list[str]], wallet: Path, work: Pa
     return elapsed
 
 
-def time_api_backup(server: Server, wallet: str, work: Path, size: int, encrypted: bool,
-                    during: Any = None) -> tuple[float, HealthPoller, dict[str, Any]]:
+def time_api_backup(
+    server: Server, wallet: str, work: Path, size: int, encrypted: bool, during: Any = None
+) -> tuple[float, HealthPoller, dict[str, Any]]:
     destination = work / "api-backup"
     conn = server.connect()
     try:
@@ -132,8 +150,9 @@ def time_api_backup(server: Server, wallet: str, work: Path, size: int, encrypte
             if during is not None:
                 during.start()
             started = time.perf_counter()
-            status, body = call(conn, "POST", "/api/wallets/backup",
-                                {"wallet_path": wallet, "destination": str(destination)})
+            status, body = call(
+                conn, "POST", "/api/wallets/backup", {"wallet_path": wallet, "destination": str(destination)}
+            )
             elapsed = time.perf_counter() - started
     finally:
         conn.close()
@@ -179,10 +198,13 @@ def run_pass(server: Server, wallet: Path, work: Path, size: int, runs: int, enc
         problems.extend(body["_problems"])
         health = latency_summary(poller.latencies, poller.errors)
         tools = ", ".join(f"{name} {times[-1]:.2f} s" for name, times in refs.items())
-        print(f"  {size} {label} run {run + 1}: {tools}, API backup {a:.2f} s "
-              f"(server duration_ms {body.get('duration_ms')}, entries {body.get('entries')}, "
-              f"zip_size {body.get('zip_size')}); health p50 {health['p50_ms']} p99 {health['p99_ms']} "
-              f"max {health['max_ms']} ms, {health['samples']} samples", flush=True)
+        print(
+            f"  {size} {label} run {run + 1}: {tools}, API backup {a:.2f} s "
+            f"(server duration_ms {body.get('duration_ms')}, entries {body.get('entries')}, "
+            f"zip_size {body.get('zip_size')}); health p50 {health['p50_ms']} p99 {health['p99_ms']} "
+            f"max {health['max_ms']} ms, {health['samples']} samples",
+            flush=True,
+        )
     api_median = statistics.median(apis)
     medians = {name: statistics.median(times) for name, times in refs.items()}
     return {
@@ -201,6 +223,7 @@ def run_pass(server: Server, wallet: Path, work: Path, size: int, runs: int, enc
 
 
 # -- P3 and P5: renames -------------------------------------------------------------------------
+
 
 def rename(conn: http.client.HTTPConnection, wallet_path: str, new_name: str) -> tuple[float, int, dict[str, Any]]:
     started = time.perf_counter()
@@ -261,8 +284,11 @@ def p3_rename_during_backup(server: Server, wallet: Path, work: Path, size: int)
         "health": latency_summary(poller.latencies, poller.errors),
         "failures": renamer.failures,
     }
-    print(f"  P3 rename of a small wallet during a {size} backup ({elapsed:.2f} s): "
-          f"{out['renames_ms']} ms, {renamer.overlapped} of {len(renamer.times)} finished while the backup ran", flush=True)
+    print(
+        f"  P3 rename of a small wallet during a {size} backup ({elapsed:.2f} s): "
+        f"{out['renames_ms']} ms, {renamer.overlapped} of {len(renamer.times)} finished while the backup ran",
+        flush=True,
+    )
     return out
 
 
@@ -319,6 +345,7 @@ def p5_rename_big(server: Server, wallet: Path, renames: int = 10) -> dict[str, 
 
 # -- one size -----------------------------------------------------------------------------------
 
+
 def login(server: Server) -> dict[str, Any]:
     conn = server.connect()
     started = time.perf_counter()
@@ -341,8 +368,11 @@ def bench_size(size: int, wallet: Path, runs: int, encrypt: bool, extras_size: i
             register(conn, wallet)
             conn.close()
             files, seconds = warm_cache(wallet)
-            print(f"  {size}: server pid {server.pid} on port {server.port}; page cache warmed "
-                  f"({files} files read in {seconds:.1f} s)", flush=True)
+            print(
+                f"  {size}: server pid {server.pid} on port {server.port}; page cache warmed "
+                f"({files} files read in {seconds:.1f} s)",
+                flush=True,
+            )
             idle = idle_health(server.port)
             result["health_idle"] = latency_summary(idle.latencies, idle.errors)
             result["rss_idle_mb"] = round(server.proc_status("VmRSS"), 1)
@@ -369,6 +399,7 @@ def bench_size(size: int, wallet: Path, runs: int, encrypt: bool, extras_size: i
 
 # -- the report ---------------------------------------------------------------------------------
 
+
 def verdict(ok: bool | None) -> str:
     return "n/a" if ok is None else ("PASS" if ok else "FAIL")
 
@@ -388,8 +419,10 @@ def fmt_health(h: dict[str, Any]) -> str:
 def report(results: list[dict[str, Any]], encrypt: bool) -> tuple[str, dict[str, Any]]:
     lines = []
     names = [ref[0] for ref in available_references()]
-    header = (f"{'size':>7} {'pass':<9} " + " ".join(f"{n + ' s':>14}" for n in names) + f" {'API s':>7} "
-              f"{'×bsdtar':>7} {'goal (aim)':>12} {'×zip':>6} {'health p50/p99/max/n ms':>26} {'VmHWM MB':>9}  ratio  health")
+    header = (
+        f"{'size':>7} {'pass':<9} " + " ".join(f"{n + ' s':>14}" for n in names) + f" {'API s':>7} "
+        f"{'×bsdtar':>7} {'goal (aim)':>12} {'×zip':>6} {'health p50/p99/max/n ms':>26} {'VmHWM MB':>9}  ratio  health"
+    )
     lines.append(header)
     lines.append("-" * len(header))
     goals: dict[str, Any] = {}
@@ -426,42 +459,77 @@ def report(results: list[dict[str, Any]], encrypt: bool) -> tuple[str, dict[str,
             add("P1", "bsdtar is not installed: no ratio", None, {})
         else:
             ok1 = p["ratio"] <= P1_GOAL and (p["zip_ratio"] is None or p["zip_ratio"] <= P1_ZIP_GOAL)
-            add("P1", f"API/bsdtar store at {gs}: {p['ratio']:.3f} (goal ≤ {P1_GOAL}, aim {P1_AIM}); API/zip -r -q "
-                f"{p['zip_ratio']} (goal ≤ {P1_ZIP_GOAL}){note}", ok1,
-                {"size": gs, "ratio": p["ratio"], "zip_ratio": p["zip_ratio"], "aim_met": p["ratio"] <= P1_AIM})
+            add(
+                "P1",
+                f"API/bsdtar store at {gs}: {p['ratio']:.3f} (goal ≤ {P1_GOAL}, aim {P1_AIM}); API/zip -r -q "
+                f"{p['zip_ratio']} (goal ≤ {P1_ZIP_GOAL}){note}",
+                ok1,
+                {"size": gs, "ratio": p["ratio"], "zip_ratio": p["zip_ratio"], "aim_met": p["ratio"] <= P1_AIM},
+            )
         e = goal_row.get("encrypted")
         if e and e["ratio"] is not None:
-            add("P2", f"encrypted API/bsdtar store at {gs}: {e['ratio']:.3f} (goal ≤ {P2_GOAL}, aim {P2_AIM}){note}",
-                e["ratio"] <= P2_GOAL, {"size": gs, "ratio": e["ratio"], "aim_met": e["ratio"] <= P2_AIM})
+            add(
+                "P2",
+                f"encrypted API/bsdtar store at {gs}: {e['ratio']:.3f} (goal ≤ {P2_GOAL}, aim {P2_AIM}){note}",
+                e["ratio"] <= P2_GOAL,
+                {"size": gs, "ratio": e["ratio"], "aim_met": e["ratio"] <= P2_AIM},
+            )
         else:
             add("P2", "not run (--no-encrypt)", None, {})
         h = p["health"]
-        add("P3", f"health during {gs} backups: p99 {h['p99_ms']} ms, max {h['max_ms']} ms, {h['samples']} samples "
+        add(
+            "P3",
+            f"health during {gs} backups: p99 {h['p99_ms']} ms, max {h['max_ms']} ms, {h['samples']} samples "
             f"(goal p99 ≤ {P3_P99_MS:g}, max ≤ {P3_MAX_MS:g}; aim p99 ≤ {P3_AIM_P99_MS:g})",
-            health_ok(h), {"size": gs, **h, "aim_met": bool(h["samples"]) and h["p99_ms"] <= P3_AIM_P99_MS})
+            health_ok(h),
+            {"size": gs, **h, "aim_met": bool(h["samples"]) and h["p99_ms"] <= P3_AIM_P99_MS},
+        )
         if e:
             he = e["health"]
-            add("P3e", f"health during encrypted {gs} backups: p99 {he['p99_ms']} ms, max {he['max_ms']} ms, "
-                f"{he['samples']} samples", health_ok(he), {"size": gs, **he})
+            add(
+                "P3e",
+                f"health during encrypted {gs} backups: p99 {he['p99_ms']} ms, max {he['max_ms']} ms, "
+                f"{he['samples']} samples",
+                health_ok(he),
+                {"size": gs, **he},
+            )
         r3 = goal_row.get("p3_rename", {})
         if r3.get("renames_ms"):
             ok = not r3["failures"] and r3["rename_max_ms"] < P3_RENAME_MS and r3["renames_during_backup"] > 0
-            add("P3r", f"small wallet's rename during a {gs} backup: median {r3['rename_median_ms']} ms, "
+            add(
+                "P3r",
+                f"small wallet's rename during a {gs} backup: median {r3['rename_median_ms']} ms, "
                 f"max {r3['rename_max_ms']} ms, {r3['renames_during_backup']}/{len(r3['renames_ms'])} overlapped "
-                f"(goal < {P3_RENAME_MS:g} ms)", ok, r3)
+                f"(goal < {P3_RENAME_MS:g} ms)",
+                ok,
+                r3,
+            )
         else:
-            add("P3r", f"small wallet's rename during a backup: failed {r3.get('failures') or r3.get('error')}", False, r3)
+            add(
+                "P3r",
+                f"small wallet's rename during a backup: failed {r3.get('failures') or r3.get('error')}",
+                False,
+                r3,
+            )
         r5 = goal_row.get("p5_rename", {})
         ok5 = bool(r5.get("renames_ms")) and not r5.get("failures") and r5["median_ms"] <= P5_MS
-        add("P5", f"rename of the {gs} wallet: median {r5.get('median_ms')} ms, max {r5.get('max_ms')} ms over "
-            f"{len(r5.get('renames_ms', []))} (goal ≤ {P5_MS:g} ms){note}", ok5, r5)
+        add(
+            "P5",
+            f"rename of the {gs} wallet: median {r5.get('median_ms')} ms, max {r5.get('max_ms')} ms over "
+            f"{len(r5.get('renames_ms', []))} (goal ≤ {P5_MS:g} ms){note}",
+            ok5,
+            r5,
+        )
     small, big = by_size.get(P4_SIZES[0]), by_size.get(P4_SIZES[1])
     if small and big:
         growth = big["vmhwm_mb"] / small["vmhwm_mb"] - 1
-        add("P4", f"VmHWM {big['vmhwm_mb']:.1f} MB at {P4_SIZES[1]} vs {small['vmhwm_mb']:.1f} MB at "
+        add(
+            "P4",
+            f"VmHWM {big['vmhwm_mb']:.1f} MB at {P4_SIZES[1]} vs {small['vmhwm_mb']:.1f} MB at "
             f"{P4_SIZES[0]}: {growth * 100:+.1f}% (goal ≤ {P4_MAX_MB:g} MB and ≤ +{P4_GROWTH * 100:g}%)",
             big["vmhwm_mb"] <= P4_MAX_MB and growth <= P4_GROWTH,
-            {"vmhwm_300k_mb": big["vmhwm_mb"], "vmhwm_10k_mb": small["vmhwm_mb"], "growth": round(growth, 3)})
+            {"vmhwm_300k_mb": big["vmhwm_mb"], "vmhwm_10k_mb": small["vmhwm_mb"], "growth": round(growth, 3)},
+        )
     else:
         biggest = max(results, key=lambda r: r["size"]) if results else None
         text = "needs sizes 10000 and 300000"
@@ -469,13 +537,21 @@ def report(results: list[dict[str, Any]], encrypt: bool) -> tuple[str, dict[str,
             text += f"; VmHWM {biggest['vmhwm_mb']:.1f} MB at {biggest['size']}"
         add("P4", text, None, {})
     lines.append("")
-    lines.append("health = GET /api/health every 10 ms during the API backups (p50/p99/max ms, samples); "
-                 "VmHWM = the server's peak RSS in that pass (reset before the encrypted pass)")
+    lines.append(
+        "health = GET /api/health every 10 ms during the API backups (p50/p99/max ms, samples); "
+        "VmHWM = the server's peak RSS in that pass (reset before the encrypted pass)"
+    )
     for r in results:
-        lines.append(f"{r['size']:>7}: idle RSS {r['rss_idle_mb']} MB, idle health {fmt_health(r['health_idle'])}"
-                     + (f", login {r['login']['login_s']} s" if r.get("login") else ""))
-    problems = [f"{r['size']} {label}: {x}" for r in results for label in ("plain", "encrypted")
-                for x in r.get(label, {}).get("problems", [])]
+        lines.append(
+            f"{r['size']:>7}: idle RSS {r['rss_idle_mb']} MB, idle health {fmt_health(r['health_idle'])}"
+            + (f", login {r['login']['login_s']} s" if r.get("login") else "")
+        )
+    problems = [
+        f"{r['size']} {label}: {x}"
+        for r in results
+        for label in ("plain", "encrypted")
+        for x in r.get(label, {}).get("problems", [])
+    ]
     if problems:
         lines.append("API problems: " + "; ".join(problems))
     return "\n".join(lines), goals
@@ -485,10 +561,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="10000,100000,300000", help="comma-separated coin counts")
     parser.add_argument("--runs", type=int, default=3, help="timed runs per size and pass (at least 3)")
-    parser.add_argument("--encrypt", action=argparse.BooleanOptionalAction, default=True,
-                        help="also run the logged-in pass, every coin re-encrypted (P2; default on)")
-    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "out",
-                        help="wallets go to DIR/wallets, results to DIR/backup-results.json (default bench/out)")
+    parser.add_argument(
+        "--encrypt",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also run the logged-in pass, every coin re-encrypted (P2; default on)",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=ROOT / "bench" / "out",
+        help="wallets go to DIR/wallets, results to DIR/backup-results.json (default bench/out)",
+    )
     args = parser.parse_args(argv)
     if args.runs < 3:
         parser.error("--runs must be at least 3")
@@ -517,19 +601,24 @@ def main(argv: list[str] | None = None) -> int:
     table, goals = report(results, args.encrypt)
     load = os.getloadavg()
     print()
-    print(f"bench/backup.py --sizes {','.join(map(str, sizes))} --runs {args.runs}"
-          f"{'' if args.encrypt else ' --no-encrypt'}  ({os.cpu_count()} CPUs, load average "
-          f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f}, {time.perf_counter() - started:.0f} s)")
+    print(
+        f"bench/backup.py --sizes {','.join(map(str, sizes))} --runs {args.runs}"
+        f"{'' if args.encrypt else ' --no-encrypt'}  ({os.cpu_count()} CPUs, load average "
+        f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f}, {time.perf_counter() - started:.0f} s)"
+    )
     print(table)
-    write_results(args.out / "backup-results.json", {
-        "zip": zip_version[0].strip() if zip_version else "zip",
-        "references": [ref[0] for ref in available_references()],
-        "load_average": load,
-        "runs": args.runs,
-        "goals": goals,
-        "sizes": results,
-        "table": table.splitlines(),
-    })
+    write_results(
+        args.out / "backup-results.json",
+        {
+            "zip": zip_version[0].strip() if zip_version else "zip",
+            "references": [ref[0] for ref in available_references()],
+            "load_average": load,
+            "runs": args.runs,
+            "goals": goals,
+            "sizes": results,
+            "table": table.splitlines(),
+        },
+    )
     return 0
 
 

@@ -9,6 +9,7 @@ by default) on its own keep-alive connection while the main thread times one bal
 balance time and the median, and the health latencies (p50 / p99 / max / samples) during the balances
 and, for comparison, with the server idle. Not a test: no figure is asserted.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -23,8 +24,10 @@ from common import ROOT, HealthPoller, Server, build_wallet, call, idle_health, 
 
 
 def describe(latencies: list[float], errors: int = 0) -> str:
-    return (f"p50 {percentile(latencies, 50):.2f} ms, p99 {percentile(latencies, 99):.2f} ms, "
-            f"max {max(latencies):.2f} ms, {len(latencies)} samples" + (f", {errors} failed" if errors else ""))
+    return (
+        f"p50 {percentile(latencies, 50):.2f} ms, p99 {percentile(latencies, 99):.2f} ms, "
+        f"max {max(latencies):.2f} ms, {len(latencies)} samples" + (f", {errors} failed" if errors else "")
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -60,10 +63,14 @@ def main(argv: list[str] | None = None) -> int:
                 times.append(elapsed)
                 during.extend(poller.latencies)
                 failed += poller.errors
-                print(f"run {run + 1}: balance {elapsed * 1000:.0f} ms (total_value {body['total_value']}, "
-                      f"{body['total_notes']} notes); health {describe(poller.latencies, poller.errors)}")
-            print(f"balance of {args.coins} coins: median {statistics.median(times) * 1000:.0f} ms "
-                  f"over {args.runs} runs (min {min(times) * 1000:.0f}, max {max(times) * 1000:.0f})")
+                print(
+                    f"run {run + 1}: balance {elapsed * 1000:.0f} ms (total_value {body['total_value']}, "
+                    f"{body['total_notes']} notes); health {describe(poller.latencies, poller.errors)}"
+                )
+            print(
+                f"balance of {args.coins} coins: median {statistics.median(times) * 1000:.0f} ms "
+                f"over {args.runs} runs (min {min(times) * 1000:.0f}, max {max(times) * 1000:.0f})"
+            )
             print(f"health during the balances: {describe(during, failed)}")
             print(f"health with the server idle: {describe(idle.latencies, idle.errors)}")
         finally:

@@ -1,4 +1,5 @@
 """What the benchmarks share: the `python -m app` they measure, HTTP calls, /api/health polling, wallets, results."""
+
 from __future__ import annotations
 
 import http.client
@@ -22,6 +23,7 @@ WALLET_BYTES_PER_COIN = 4096 + 64
 
 
 # -- the server ---------------------------------------------------------------------------------
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -66,7 +68,10 @@ class Server:
         environ.update(env or {})
         self.process = subprocess.Popen(
             [sys.executable, "-m", "app", "--port", str(self.port), "--data-dir", str(data_dir)],
-            cwd=ROOT, env=environ, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            cwd=ROOT,
+            env=environ,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         self.pid = self.process.pid
         try:
@@ -143,6 +148,7 @@ def parse_time(value: str | None) -> float | None:
 
 # -- /api/health meanwhile ----------------------------------------------------------------------
 
+
 class HealthPoller(threading.Thread):
     """GET /api/health every `interval` seconds on one keep-alive connection; latencies in ms.
 
@@ -199,6 +205,7 @@ def percentile(values: list[float], p: float) -> float:
 
 # -- the wallets --------------------------------------------------------------------------------
 
+
 def wallet_name(size: int) -> str:
     return f"Bench_{size}"
 
@@ -223,7 +230,9 @@ def build_wallet(coins: int, dest: Path, name: str | None = None, *, announce: b
     started = time.perf_counter()
     out = subprocess.run(
         [sys.executable, str(ROOT / "bench" / "make_wallet.py"), str(coins), "--dest", str(dest), "--name", name],
-        check=True, capture_output=True, text=True,
+        check=True,
+        capture_output=True,
+        text=True,
     )
     wallet = Path(out.stdout.strip().splitlines()[-1])
     if announce:
@@ -249,13 +258,21 @@ def warm_cache(wallet: Path) -> tuple[int, float]:
 
 # -- the results file ---------------------------------------------------------------------------
 
+
 def write_results(path: Path, fields: dict[str, Any]) -> None:
     """Write the command, date and CPU count, then `fields`, as JSON to `path`; say so."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "cpus": os.cpu_count(),
-        **fields,
-    }, indent=2) + "\n", encoding="utf-8")
+    path.write_text(
+        json.dumps(
+            {
+                "command": " ".join([Path(sys.executable).name, *sys.argv]),
+                "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                "cpus": os.cpu_count(),
+                **fields,
+            },
+            indent=2,
+        )
+        + "\n",
+        encoding="utf-8",
+    )
     print(f"\nwritten: {path}")

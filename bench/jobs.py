@@ -29,6 +29,7 @@ measured for comparison. The machine has 2 cores: the load generator competes wi
 Prints one table with PASS/FAIL per goal and writes bench/out/jobs-results.json (DIR/jobs-results.json).
 Not a test: the figures are reported, never asserted.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -57,8 +58,17 @@ if str(ROOT) not in sys.path[:1]:
 
 import make_wallet  # noqa: E402
 from common import (  # noqa: E402
-    WALLET_BYTES_PER_COIN, Server, alternate, build_wallet, call, parse_time, register, rename_back, wallet_name,
-    warm_cache, write_results,
+    WALLET_BYTES_PER_COIN,
+    Server,
+    alternate,
+    build_wallet,
+    call,
+    parse_time,
+    register,
+    rename_back,
+    wallet_name,
+    warm_cache,
+    write_results,
 )
 
 P6_OVERHEAD_MS = 2.0
@@ -67,6 +77,7 @@ SMALL_COINS = 20
 
 
 # -- P6 in process ------------------------------------------------------------------------------
+
 
 async def _inprocess(n: int, lanes: int, via_executor: bool) -> dict[str, Any]:
     import concurrent.futures
@@ -94,10 +105,14 @@ async def _inprocess(n: int, lanes: int, via_executor: bool) -> dict[str, Any]:
         await runner.start()
         try:
             started = time.perf_counter()
-            submitted = [
-                await runner.submit(JobKind.BACKUP, wallet_path=f"/bench/wallet-{i % lanes}", params={"i": i})
-                for i in range(n)
-            ]
+            # At once, as P6 says: each submit returns once its job is committed, and the commits of
+            # jobs submitted together coalesce (one after another, each would wait for its own fsync).
+            submitted = await asyncio.gather(
+                *(
+                    runner.submit(JobKind.BACKUP, wallet_path=f"/bench/wallet-{i % lanes}", params={"i": i})
+                    for i in range(n)
+                )
+            )
             submit_s = time.perf_counter() - started
             for job in submitted:
                 await runner.wait(job.id, None)
@@ -129,14 +144,17 @@ def p6_inprocess(n: int, lanes: int) -> list[dict[str, Any]]:
     for via_executor in (False, True):
         r = asyncio.run(_inprocess(n, lanes, via_executor))
         results.append(r)
-        print(f"  in process, {n} no-op jobs on {lanes} wallets{' via the executor' if via_executor else ''}: "
-              f"submitted in {r['submit_ms']} ms, all completed after {r['done_ms']} ms "
-              f"({r['per_job_ms']} ms/job), store flushed after {r['flushed_ms']} ms; statuses {r['statuses']}",
-              flush=True)
+        print(
+            f"  in process, {n} no-op jobs on {lanes} wallets{' via the executor' if via_executor else ''}: "
+            f"submitted in {r['submit_ms']} ms, all completed after {r['done_ms']} ms "
+            f"({r['per_job_ms']} ms/job), store flushed after {r['flushed_ms']} ms; statuses {r['statuses']}",
+            flush=True,
+        )
     return results
 
 
 # -- P6 over HTTP -------------------------------------------------------------------------------
+
 
 def make_minimal_wallet(path: Path) -> None:
     path.mkdir()
@@ -145,7 +163,9 @@ def make_minimal_wallet(path: Path) -> None:
     (path / "transactions.csv").write_text(make_wallet.CSV_HEADER, encoding="utf-8")
 
 
-async def _submit_all(port: int, requests: list[dict[str, Any]], connections: int) -> tuple[list[dict[str, Any]], float, float]:
+async def _submit_all(
+    port: int, requests: list[dict[str, Any]], connections: int
+) -> tuple[list[dict[str, Any]], float, float]:
     import aiohttp
 
     base = f"http://127.0.0.1:{port}"
@@ -160,11 +180,16 @@ async def _submit_all(port: int, requests: list[dict[str, Any]], connections: in
         await asyncio.gather(*(ping() for _ in range(connections)))
 
         async def submit(req: dict[str, Any]) -> dict[str, Any]:
-            async with session.post(f"{base}{req['path']}", params=req["params"],
-                                    headers={"Prefer": "respond-async"}) as response:
+            async with session.post(
+                f"{base}{req['path']}", params=req["params"], headers={"Prefer": "respond-async"}
+            ) as response:
                 body = await response.json(content_type=None)
-                return {"status": response.status, "body": body, "location": response.headers.get("Location"),
-                        "applied": response.headers.get("Preference-Applied")}
+                return {
+                    "status": response.status,
+                    "body": body,
+                    "location": response.headers.get("Location"),
+                    "applied": response.headers.get("Preference-Applied"),
+                }
 
         started_wall = time.time()
         started = time.perf_counter()
@@ -189,8 +214,9 @@ def wait_idle(server: Any, since: float, timeout: float = 600) -> float:
     raise SystemExit(f"jobs still queued or running after {timeout} s")
 
 
-def p6_http(server: Any, work: Path, n_jobs: int, n_wallets: int, rename_share: float, connections: int,
-            workers: int) -> dict[str, Any]:
+def p6_http(
+    server: Any, work: Path, n_jobs: int, n_wallets: int, rename_share: float, connections: int, workers: int
+) -> dict[str, Any]:
     wallets_dir = work / "wallets"
     dest_root = work / "destinations"
     wallets_dir.mkdir()
@@ -209,27 +235,45 @@ def p6_http(server: Any, work: Path, n_jobs: int, n_wallets: int, rename_share: 
     conn.close()
     if len(body.get("wallets_added", [])) != n_wallets + n_renames:
         raise SystemExit(f"registering {wallets_dir} failed: {json.dumps(body)[:500]}")
-    print(f"  {n_wallets} wallets of {SMALL_COINS} coins and {n_renames} to rename written and registered "
-          f"in {time.perf_counter() - started:.1f} s", flush=True)
+    print(
+        f"  {n_wallets} wallets of {SMALL_COINS} coins and {n_renames} to rename written and registered "
+        f"in {time.perf_counter() - started:.1f} s",
+        flush=True,
+    )
 
     requests: list[dict[str, Any]] = []
     for i in range(n_backups):
         wallet = small[i % n_wallets]
         destination = dest_root / f"b{i:04d}"
-        requests.append({"kind": "wallet-backup", "path": "/api/wallets/backup", "destination": destination,
-                         "params": {"wallet_path": str(wallet), "destination": str(destination)}})
+        requests.append(
+            {
+                "kind": "wallet-backup",
+                "path": "/api/wallets/backup",
+                "destination": destination,
+                "params": {"wallet_path": str(wallet), "destination": str(destination)},
+            }
+        )
     for path in movable:
-        requests.append({"kind": "wallet-rename", "path": "/api/wallets/rename", "old": path,
-                         "new": path.with_name(path.name + "-renamed"),
-                         "params": {"wallet_path": str(path), "new_name": path.name + "-renamed"}})
+        requests.append(
+            {
+                "kind": "wallet-rename",
+                "path": "/api/wallets/rename",
+                "old": path,
+                "new": path.with_name(path.name + "-renamed"),
+                "params": {"wallet_path": str(path), "new_name": path.name + "-renamed"},
+            }
+        )
     random.Random(6).shuffle(requests)
 
     answers, started_wall, submit_s = asyncio.run(_submit_all(server.port, requests, connections))
     t0 = time.perf_counter() - submit_s
     t_idle = wait_idle(server, t0)
     wall_s = t_idle - t0
-    print(f"  {n_jobs} jobs ({n_backups} backups of {n_wallets} wallets, {n_renames} renames) submitted in "
-          f"{submit_s:.2f} s from {connections} connections; nothing queued or running after {wall_s:.2f} s", flush=True)
+    print(
+        f"  {n_jobs} jobs ({n_backups} backups of {n_wallets} wallets, {n_renames} renames) submitted in "
+        f"{submit_s:.2f} s from {connections} connections; nothing queued or running after {wall_s:.2f} s",
+        flush=True,
+    )
 
     problems: list[str] = []
     statuses: dict[int, int] = {}
@@ -288,45 +332,76 @@ def p6_http(server: Any, work: Path, n_jobs: int, n_wallets: int, rename_share: 
             files = sorted(os.listdir(req["destination"])) if req["destination"].is_dir() else []
             archives = [f for f in files if f.endswith(".zip")]
             expected = (job or {}).get("result") or {}
-            if (len(files) == 1 and len(archives) == 1
-                    and str(req["destination"] / archives[0]) == expected.get("zip_path")):
+            if (
+                len(files) == 1
+                and len(archives) == 1
+                and str(req["destination"] / archives[0]) == expected.get("zip_path")
+            ):
                 zips_ok += 1
             elif len(problems) < 40:
-                problems.append(f"backup {req.get('job_id')}: destination holds {files}, result zip_path "
-                                f"{expected.get('zip_path')}, status {(job or {}).get('status')} "
-                                f"{json.dumps((job or {}).get('error'))[:200]}")
+                problems.append(
+                    f"backup {req.get('job_id')}: destination holds {files}, result zip_path "
+                    f"{expected.get('zip_path')}, status {(job or {}).get('status')} "
+                    f"{json.dumps((job or {}).get('error'))[:200]}"
+                )
         else:
             if req["new"].is_dir() and not req["old"].exists():
                 renames_ok += 1
             elif len(problems) < 40:
-                problems.append(f"rename {req.get('job_id')}: {req['old'].name} -> {req['new'].name} not on disk, "
-                                f"status {(job or {}).get('status')} {json.dumps((job or {}).get('error'))[:200]}")
+                problems.append(
+                    f"rename {req.get('job_id')}: {req['old'].name} -> {req['new'].name} not on disk, "
+                    f"status {(job or {}).get('status')} {json.dumps((job or {}).get('error'))[:200]}"
+                )
     registered = {Path(w["wallet_path"]).name for w in wallet_list.get("wallets", [])}
-    not_registered = [r["new"].name for r in requests if r["kind"] == "wallet-rename" and r["new"].name not in registered]
+    not_registered = [
+        r["new"].name for r in requests if r["kind"] == "wallet-rename" and r["new"].name not in registered
+    ]
     if not_registered:
         problems.append(f"{len(not_registered)} renamed wallets not in /api/wallets/list under their new name")
 
     overhead_client = (wall_s - run_s / workers) / n_jobs * 1000
     overhead_server = (span_s - run_s / workers) / n_jobs * 1000
-    ok = (not problems and distinct == n_jobs and len(listed) == n_jobs and final.get("completed") == n_jobs
-          and zips_ok == n_backups and renames_ok == n_renames)
-    backup_runs = [parse_time(j["finished_at"]) - parse_time(j["started_at"]) for j in listed
-                   if j["kind"] == "wallet-backup" and j.get("started_at") and j.get("finished_at")]
-    rename_runs = [parse_time(j["finished_at"]) - parse_time(j["started_at"]) for j in listed
-                   if j["kind"] == "wallet-rename" and j.get("started_at") and j.get("finished_at")]
+    ok = (
+        not problems
+        and distinct == n_jobs
+        and len(listed) == n_jobs
+        and final.get("completed") == n_jobs
+        and zips_ok == n_backups
+        and renames_ok == n_renames
+    )
+    backup_runs = [
+        parse_time(j["finished_at"]) - parse_time(j["started_at"])
+        for j in listed
+        if j["kind"] == "wallet-backup" and j.get("started_at") and j.get("finished_at")
+    ]
+    rename_runs = [
+        parse_time(j["finished_at"]) - parse_time(j["started_at"])
+        for j in listed
+        if j["kind"] == "wallet-rename" and j.get("started_at") and j.get("finished_at")
+    ]
     result = {
-        "jobs": n_jobs, "backups": n_backups, "renames": n_renames, "wallets": n_wallets,
-        "connections": connections, "workers": workers,
+        "jobs": n_jobs,
+        "backups": n_backups,
+        "renames": n_renames,
+        "wallets": n_wallets,
+        "connections": connections,
+        "workers": workers,
         "http_statuses": {str(k): v for k, v in statuses.items()},
-        "distinct_ids": distinct, "listed": len(listed), "final_statuses": final,
-        "archives_ok": zips_ok, "renames_ok": renames_ok,
-        "submit_s": round(submit_s, 3), "wall_s": round(wall_s, 3), "server_span_s": round(span_s, 3),
+        "distinct_ids": distinct,
+        "listed": len(listed),
+        "final_statuses": final,
+        "archives_ok": zips_ok,
+        "renames_ok": renames_ok,
+        "submit_s": round(submit_s, 3),
+        "wall_s": round(wall_s, 3),
+        "server_span_s": round(span_s, 3),
         "sum_run_s": round(run_s, 3),
         "backup_run_median_ms": round(statistics.median(backup_runs) * 1000, 1) if backup_runs else None,
         "rename_run_median_ms": round(statistics.median(rename_runs) * 1000, 1) if rename_runs else None,
         "overhead_ms_per_job_client": round(overhead_client, 3),
         "overhead_ms_per_job_server": round(overhead_server, 3),
-        "all_ok": ok, "problems": problems,
+        "all_ok": ok,
+        "problems": problems,
     }
     for problem in problems[:40]:
         print(f"  API PROBLEM: {problem}", flush=True)
@@ -334,6 +409,7 @@ def p6_http(server: Any, work: Path, n_jobs: int, n_wallets: int, rename_share: 
 
 
 # -- P7 -----------------------------------------------------------------------------------------
+
 
 def _load_child(url: str, connections: int, seconds: float, warmup: float, out: Any) -> None:
     """One load-generator process: `connections` keep-alive aiohttp connections hammering `url`."""
@@ -373,19 +449,27 @@ def generate_load(url: str, seconds: float, connections: int, procs: int) -> dic
     wrk = shutil.which("wrk")
     if wrk:
         start = time.time()
-        out = subprocess.run([wrk, "-t2", f"-c{connections}", f"-d{int(round(seconds))}s", url],
-                             capture_output=True, text=True, check=True).stdout
+        out = subprocess.run(
+            [wrk, "-t2", f"-c{connections}", f"-d{int(round(seconds))}s", url],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
         match = re.search(r"Requests/sec:\s*([\d.]+)", out)
         non2xx = re.search(r"Non-2xx or 3xx responses:\s*(\d+)", out)
-        return {"generator": f"wrk -t2 -c{connections} -d{int(round(seconds))}s",
-                "rps": float(match.group(1)) if match else 0.0, "non_2xx": int(non2xx.group(1)) if non2xx else 0,
-                "window": (start, start + seconds)}
+        return {
+            "generator": f"wrk -t2 -c{connections} -d{int(round(seconds))}s",
+            "rps": float(match.group(1)) if match else 0.0,
+            "non_2xx": int(non2xx.group(1)) if non2xx else 0,
+            "window": (start, start + seconds),
+        }
     context = multiprocessing.get_context("spawn")
     queue = context.Queue()
     warmup = 1.0  # the children import aiohttp and open their connections first
     per_child = [connections // procs + (1 if k < connections % procs else 0) for k in range(procs)]
-    children = [context.Process(target=_load_child, args=(url, c, seconds, warmup, queue), daemon=True)
-                for c in per_child]
+    children = [
+        context.Process(target=_load_child, args=(url, c, seconds, warmup, queue), daemon=True) for c in per_child
+    ]
     for child in children:
         child.start()
     try:
@@ -397,9 +481,14 @@ def generate_load(url: str, seconds: float, connections: int, procs: int) -> dic
                 child.terminate()
     ok = sum(r["ok"] for r in results)
     start = min(r["window_start"] for r in results)
-    return {"generator": f"{procs} Python process(es), aiohttp client, {connections} keep-alive connections",
-            "rps": ok / seconds, "ok": ok, "non_200": sum(r["other"] for r in results),
-            "errors": sum(r["errors"] for r in results), "window": (start, start + seconds)}
+    return {
+        "generator": f"{procs} Python process(es), aiohttp client, {connections} keep-alive connections",
+        "rps": ok / seconds,
+        "ok": ok,
+        "non_200": sum(r["other"] for r in results),
+        "errors": sum(r["errors"] for r in results),
+        "window": (start, start + seconds),
+    }
 
 
 def p7(server: Any, work: Path, coins: int, seconds: float, connections: int, procs: int, dest: Path) -> dict[str, Any]:
@@ -408,7 +497,9 @@ def p7(server: Any, work: Path, coins: int, seconds: float, connections: int, pr
         need = coins * WALLET_BYTES_PER_COIN
         free = shutil.disk_usage(dest if dest.exists() else dest.parent).free
         if free < need + (512 << 20):
-            print(f"  not enough free disk for the {coins}-coin wallet (≈ {need / 1e9:.2f} GB, free {free / 1e9:.2f} GB)")
+            print(
+                f"  not enough free disk for the {coins}-coin wallet (≈ {need / 1e9:.2f} GB, free {free / 1e9:.2f} GB)"
+            )
             return {"error": "not enough disk"}
     wallet = build_wallet(coins, dest, announce=True)
     conn = server.connect()
@@ -417,7 +508,9 @@ def p7(server: Any, work: Path, coins: int, seconds: float, connections: int, pr
     dest_root = work / "p7"
     dest_root.mkdir()
     # One synchronous backup tells how long one takes.
-    status, body = call(conn, "POST", "/api/wallets/backup", {"wallet_path": str(wallet), "destination": str(dest_root / "calibrate")})
+    status, body = call(
+        conn, "POST", "/api/wallets/backup", {"wallet_path": str(wallet), "destination": str(dest_root / "calibrate")}
+    )
     if status != 200:
         raise SystemExit(f"backup of {wallet} failed: HTTP {status} {json.dumps(body)[:500]}")
     one_s = body.get("duration_ms", 1000) / 1000
@@ -425,24 +518,35 @@ def p7(server: Any, work: Path, coins: int, seconds: float, connections: int, pr
     chain = math.ceil((seconds + 3.0) / one_s) + 1  # covers the children's start-up and the window
     ids = []
     for k in range(chain):
-        conn.request("POST", "/api/wallets/backup?" + urlencode(
-            {"wallet_path": str(wallet), "destination": str(dest_root / f"chain{k:02d}")}),
-            headers={"Prefer": "respond-async"})
+        conn.request(
+            "POST",
+            "/api/wallets/backup?"
+            + urlencode({"wallet_path": str(wallet), "destination": str(dest_root / f"chain{k:02d}")}),
+            headers={"Prefer": "respond-async"},
+        )
         response = conn.getresponse()
         answer = json.loads(response.read())
         if response.status != 202:
             raise SystemExit(f"async backup refused: HTTP {response.status} {answer}")
         ids.append(answer["job_id"])
     target = f"http://127.0.0.1:{server.port}/api/jobs/{ids[0]}"
-    print(f"  P7: one {coins}-coin backup takes {one_s:.2f} s; {chain} queued one after another; "
-          f"hammering {target} for {seconds:g} s", flush=True)
+    print(
+        f"  P7: one {coins}-coin backup takes {one_s:.2f} s; {chain} queued one after another; "
+        f"hammering {target} for {seconds:g} s",
+        flush=True,
+    )
     busy = generate_load(target, seconds, connections, procs)
     _, first_after = call(conn, "GET", f"/api/jobs/{ids[0]}")
     # How much of the window a backup of the chain was running (from the jobs' own times).
     wait_idle(server, time.perf_counter(), timeout=chain * one_s * 3 + 60)
-    status, listing = call(conn, "GET", "/api/jobs", {"kind": "wallet-backup", "wallet_path": str(wallet), "limit": "1000"})
-    intervals = sorted((parse_time(j["started_at"]), parse_time(j["finished_at"])) for j in listing.get("jobs", [])
-                       if j["id"] in ids and j.get("started_at") and j.get("finished_at"))
+    status, listing = call(
+        conn, "GET", "/api/jobs", {"kind": "wallet-backup", "wallet_path": str(wallet), "limit": "1000"}
+    )
+    intervals = sorted(
+        (parse_time(j["started_at"]), parse_time(j["finished_at"]))
+        for j in listing.get("jobs", [])
+        if j["id"] in ids and j.get("started_at") and j.get("finished_at")
+    )
     w0, w1 = busy["window"]
     covered = 0.0
     for a, b in intervals:
@@ -454,19 +558,27 @@ def p7(server: Any, work: Path, coins: int, seconds: float, connections: int, pr
     busy.pop("window")
     idle.pop("window")
     out = {
-        "coins": coins, "backup_s": round(one_s, 3), "chain": chain, "target_status_after": first_after.get("status"),
-        "backup_running_share": round(covered / (w1 - w0), 3), "chain_failed": failed,
+        "coins": coins,
+        "backup_s": round(one_s, 3),
+        "chain": chain,
+        "target_status_after": first_after.get("status"),
+        "backup_running_share": round(covered / (w1 - w0), 3),
+        "chain_failed": failed,
         "during_backup": {k: (round(v, 1) if isinstance(v, float) else v) for k, v in busy.items()},
         "idle": {k: (round(v, 1) if isinstance(v, float) else v) for k, v in idle.items()},
     }
-    print(f"  P7: {busy['rps']:.0f} requests/s while backups ran ({out['backup_running_share'] * 100:.0f}% of the window), "
-          f"{idle['rps']:.0f} requests/s idle; generator: {busy['generator']}", flush=True)
+    print(
+        f"  P7: {busy['rps']:.0f} requests/s while backups ran ({out['backup_running_share'] * 100:.0f}% of the window), "
+        f"{idle['rps']:.0f} requests/s idle; generator: {busy['generator']}",
+        flush=True,
+    )
     if failed:
         print(f"  API PROBLEM: {len(failed)} chained backups did not complete", flush=True)
     return out
 
 
 # -- the report ---------------------------------------------------------------------------------
+
 
 def report(inproc: list[dict[str, Any]], http: dict[str, Any], load: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     lines: list[str] = []
@@ -481,43 +593,71 @@ def report(inproc: list[dict[str, Any]], http: dict[str, Any], load: dict[str, A
         lines.append(f"{key:<4} {text:<100} {verdict}")
 
     h = http
-    row("P6", f"{h['jobs']} jobs via HTTP ({h['backups']} backups, {h['renames']} renames): {h['distinct_ids']} distinct ids, "
-        f"{h['listed']} listed, {h['final_statuses']}", h["all_ok"])
-    row("", f"  archives ok {h['archives_ok']}/{h['backups']}, renames ok {h['renames_ok']}/{h['renames']}, "
-        f"HTTP {h['http_statuses']}", None)
-    row("", f"  submit {h['submit_s']:.2f} s, wall {h['wall_s']:.2f} s (server span {h['server_span_s']:.2f} s), "
-        f"Σ run {h['sum_run_s']:.2f} s / {h['workers']} workers", None)
+    row(
+        "P6",
+        f"{h['jobs']} jobs via HTTP ({h['backups']} backups, {h['renames']} renames): {h['distinct_ids']} distinct ids, "
+        f"{h['listed']} listed, {h['final_statuses']}",
+        h["all_ok"],
+    )
+    row(
+        "",
+        f"  archives ok {h['archives_ok']}/{h['backups']}, renames ok {h['renames_ok']}/{h['renames']}, "
+        f"HTTP {h['http_statuses']}",
+        None,
+    )
+    row(
+        "",
+        f"  submit {h['submit_s']:.2f} s, wall {h['wall_s']:.2f} s (server span {h['server_span_s']:.2f} s), "
+        f"Σ run {h['sum_run_s']:.2f} s / {h['workers']} workers",
+        None,
+    )
     row("", f"  median run: backup {h['backup_run_median_ms']} ms, rename {h['rename_run_median_ms']} ms", None)
     ok_overhead = h["overhead_ms_per_job_client"] <= P6_OVERHEAD_MS
-    row("P6", f"queue overhead per job over HTTP: {h['overhead_ms_per_job_client']:.3f} ms (client wall), "
-        f"{h['overhead_ms_per_job_server']:.3f} ms (server span) (goal ≤ {P6_OVERHEAD_MS:g} ms)", ok_overhead)
+    row(
+        "P6",
+        f"queue overhead per job over HTTP: {h['overhead_ms_per_job_client']:.3f} ms (client wall), "
+        f"{h['overhead_ms_per_job_server']:.3f} ms (server span) (goal ≤ {P6_OVERHEAD_MS:g} ms)",
+        ok_overhead,
+    )
     for r in inproc:
-        row("P6", f"in process, {r['jobs']} no-op jobs{' via executor' if r['via_executor'] else ''}: "
+        row(
+            "P6",
+            f"in process, {r['jobs']} no-op jobs{' via executor' if r['via_executor'] else ''}: "
             f"{r['per_job_ms']:.4f} ms/job to completion, {r['per_job_flushed_ms']:.4f} ms/job to store flushed",
-            r["per_job_ms"] <= P6_OVERHEAD_MS and r["statuses"] == ["completed"] and r["distinct_ids"] == r["jobs"])
+            r["per_job_ms"] <= P6_OVERHEAD_MS and r["statuses"] == ["completed"] and r["distinct_ids"] == r["jobs"],
+        )
     if "error" in load:
         row("P7", f"not run: {load['error']}", None)
     else:
         d = load["during_backup"]
-        row("P7", f"GET /api/jobs/{{id}} during {load['coins']}-coin backups: {d['rps']:.0f} req/s "
+        row(
+            "P7",
+            f"GET /api/jobs/{{id}} during {load['coins']}-coin backups: {d['rps']:.0f} req/s "
             f"(backup running {load['backup_running_share'] * 100:.0f}% of the window; idle {load['idle']['rps']:.0f} req/s) "
-            f"(goal ≥ {P7_RPS:g})", d["rps"] >= P7_RPS and not d.get("non_200") and not d.get("errors")
-            and not d.get("non_2xx"))
+            f"(goal ≥ {P7_RPS:g})",
+            d["rps"] >= P7_RPS and not d.get("non_200") and not d.get("errors") and not d.get("non_2xx"),
+        )
         row("", f"  generator: {d['generator']}", None)
     return "\n".join(lines), goals
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--jobs", type=int, default=1000, help="jobs submitted at once (P6; at most 1000: the list limit)")
+    parser.add_argument(
+        "--jobs", type=int, default=1000, help="jobs submitted at once (P6; at most 1000: the list limit)"
+    )
     parser.add_argument("--wallets", type=int, default=20, help="small wallets the backups spread over")
     parser.add_argument("--rename-share", type=float, default=0.3, help="share of the jobs that are renames")
     parser.add_argument("--connections", type=int, default=50, help="concurrent keep-alive connections")
     parser.add_argument("--p7-seconds", type=float, default=5.0, help="load window of P7")
     parser.add_argument("--p7-coins", type=int, default=100_000, help="coins in the wallet backed up during P7")
     parser.add_argument("--load-procs", type=int, default=1, help="Python load-generator processes (without wrk)")
-    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "out",
-                        help="the P7 wallet lives in DIR/wallets, results go to DIR/jobs-results.json")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=ROOT / "bench" / "out",
+        help="the P7 wallet lives in DIR/wallets, results go to DIR/jobs-results.json",
+    )
     args = parser.parse_args(argv)
     if not 1 <= args.jobs <= 1000:
         parser.error("--jobs must be between 1 and 1000")
@@ -538,23 +678,29 @@ def main(argv: list[str] | None = None) -> int:
             print("P6 over HTTP:", flush=True)
             http = p6_http(server, work, args.jobs, args.wallets, args.rename_share, args.connections, workers)
             print("P7:", flush=True)
-            load = p7(server, work, args.p7_coins, args.p7_seconds, args.connections, args.load_procs,
-                      args.out / "wallets")
+            load = p7(
+                server, work, args.p7_coins, args.p7_seconds, args.connections, args.load_procs, args.out / "wallets"
+            )
         finally:
             server.stop()
     table, goals = report(inproc, http, load)
     print()
-    print(f"bench/jobs.py --jobs {args.jobs} --wallets {args.wallets} --rename-share {args.rename_share} "
-          f"--connections {args.connections}  ({os.cpu_count()} CPUs, {workers} workers, "
-          f"{time.perf_counter() - started:.0f} s)")
+    print(
+        f"bench/jobs.py --jobs {args.jobs} --wallets {args.wallets} --rename-share {args.rename_share} "
+        f"--connections {args.connections}  ({os.cpu_count()} CPUs, {workers} workers, "
+        f"{time.perf_counter() - started:.0f} s)"
+    )
     print(table)
-    write_results(args.out / "jobs-results.json", {
-        "goals": goals,
-        "p6_inprocess": inproc,
-        "p6_http": http,
-        "p7": load,
-        "table": table.splitlines(),
-    })
+    write_results(
+        args.out / "jobs-results.json",
+        {
+            "goals": goals,
+            "p6_inprocess": inproc,
+            "p6_http": http,
+            "p7": load,
+            "table": table.splitlines(),
+        },
+    )
     return 0
 
 

@@ -97,7 +97,7 @@ def write_transactions(path: Path, rng: random.Random) -> None:
             f"CC,{rng.getrandbits(48):012x},{when},"
             f"{'Deposit' if deposit else 'Withdraw'} from bench,"
             f"{amount if deposit else ''},{'' if deposit else amount},"
-            f"\"Benchmark {'import' if deposit else 'export'} of {amount:,} CloudCoin\",{balance}\n"
+            f'"Benchmark {"import" if deposit else "export"} of {amount:,} CloudCoin",{balance}\n'
         )
         rows.append(row)
         size += len(row)
@@ -108,8 +108,7 @@ def write_records(root: Path, name: str, rng: random.Random) -> None:
     write_transactions(root / "transactions.csv", rng)
     created = time.strftime("%Y-%m-%dT%H:%M:%S")
     (root / "config.toml").write_text(
-        f'[wallet]\nname = "{name}"\ncreated = "{created}"\nversion = 1\n\n'
-        "[settings]\nencryption_enabled = false\n",
+        f'[wallet]\nname = "{name}"\ncreated = "{created}"\nversion = 1\n\n[settings]\nencryption_enabled = false\n',
         encoding="utf-8",
     )
     for k in range(5):

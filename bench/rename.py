@@ -8,6 +8,7 @@ it back and forth through GET /api/wallets/rename (the synchronous endpoint: the
 folder and the registry have both changed) and prints the median wall-clock time per request against
 the goal. An even number of renames leaves the wallet under its own name; so does an interruption.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -48,8 +49,9 @@ def main(argv: list[str] | None = None) -> int:
             for n in range(renames):
                 target = names[(n + 1) % 2]
                 started = time.perf_counter()
-                status, body = call(conn, "GET", "/api/wallets/rename",
-                                    {"wallet_path": str(current), "new_name": target})
+                status, body = call(
+                    conn, "GET", "/api/wallets/rename", {"wallet_path": str(current), "new_name": target}
+                )
                 elapsed = (time.perf_counter() - started) * 1000
                 if status != 200:
                     raise SystemExit(f"rename {n + 1} failed: {status} {body}")

@@ -19,6 +19,7 @@ GET /api/health every 10 ms (P3). The server's peak RSS mark is reset before eac
 with PASS/FAIL per goal and writes the figures to DIR/restore-results.json. Not a test: the figures
 are reported, never asserted.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,7 +36,15 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/common.py, from any working directory
 from common import (  # noqa: E402
-    ROOT, HealthPoller, Server, build_wallet, call, idle_health, percentile, register, write_results,
+    ROOT,
+    HealthPoller,
+    Server,
+    build_wallet,
+    call,
+    idle_health,
+    percentile,
+    register,
+    write_results,
 )
 
 # quality.md
@@ -86,7 +95,9 @@ def api_call(server: Server, path: str, params: dict[str, str]) -> tuple[float, 
 
 def make_archive(server: Server, wallet: Path, work: Path) -> Path:
     conn = server.connect()
-    status, body = call(conn, "POST", "/api/wallets/backup", {"wallet_path": str(wallet), "destination": str(work / "backup")})
+    status, body = call(
+        conn, "POST", "/api/wallets/backup", {"wallet_path": str(wallet), "destination": str(work / "backup")}
+    )
     conn.close()
     if status != 200 or not body.get("success"):
         raise SystemExit(f"backup failed: HTTP {status} {json.dumps(body)[:1000]}\n{server.log_tail()}")
@@ -113,7 +124,8 @@ def bench_size(size: int, wallet: Path, runs: int) -> dict[str, Any]:
             result["rss_idle_mb"] = round(server.proc_status("VmRSS"), 1)
             print(f"  {size}: server pid {server.pid}, archive {archive.stat().st_size / 1e6:.1f} MB", flush=True)
             passes: dict[str, dict[str, list[Any]]] = {
-                k: {"ref_s": [], "api_s": [], "latencies": [], "errors": [], "vmhwm_mb": []} for k in ("restore", "verify")
+                k: {"ref_s": [], "api_s": [], "latencies": [], "errors": [], "vmhwm_mb": []}
+                for k in ("restore", "verify")
             }
             for run in range(runs):
                 out = work / f"unzip-{run}"
@@ -121,16 +133,22 @@ def bench_size(size: int, wallet: Path, runs: int) -> dict[str, Any]:
                 u = timed(["unzip", "-q", str(archive), "-d", str(out)])
                 location = work / f"restored-{run}"
                 location.mkdir()
-                a, poller, body, hwm = api_call(server, "/api/wallets/restore",
-                                                {"zip_path": str(archive), "location": str(location), "new_name": f"R{run}"})
+                a, poller, body, hwm = api_call(
+                    server,
+                    "/api/wallets/restore",
+                    {"zip_path": str(archive), "location": str(location), "new_name": f"R{run}"},
+                )
                 if body.get("files_restored", 0) < size:
                     print(f"  API PROBLEM: files_restored {body.get('files_restored')} < {size}", flush=True)
                 r = passes["restore"]
                 r["ref_s"].append(u), r["api_s"].append(a), r["latencies"].extend(poller.latencies)
                 r["errors"].append(poller.errors), r["vmhwm_mb"].append(hwm)
                 h = latency_summary(poller.latencies, poller.errors)
-                print(f"  {size} run {run + 1}: unzip -q {u:.2f} s, API restore {a:.2f} s (health p99 {h['p99_ms']} "
-                      f"max {h['max_ms']} ms, {h['samples']} samples; VmHWM {hwm:.1f} MB)", flush=True)
+                print(
+                    f"  {size} run {run + 1}: unzip -q {u:.2f} s, API restore {a:.2f} s (health p99 {h['p99_ms']} "
+                    f"max {h['max_ms']} ms, {h['samples']} samples; VmHWM {hwm:.1f} MB)",
+                    flush=True,
+                )
 
                 t = timed(["unzip", "-tq", str(archive)])
                 a, poller, body, hwm = api_call(server, "/api/wallets/backup/verify", {"zip_path": str(archive)})
@@ -140,8 +158,11 @@ def bench_size(size: int, wallet: Path, runs: int) -> dict[str, Any]:
                 v["ref_s"].append(t), v["api_s"].append(a), v["latencies"].extend(poller.latencies)
                 v["errors"].append(poller.errors), v["vmhwm_mb"].append(hwm)
                 h = latency_summary(poller.latencies, poller.errors)
-                print(f"  {size} run {run + 1}: unzip -tq {t:.2f} s, API verify {a:.2f} s (health p99 {h['p99_ms']} "
-                      f"max {h['max_ms']} ms, {h['samples']} samples; VmHWM {hwm:.1f} MB)", flush=True)
+                print(
+                    f"  {size} run {run + 1}: unzip -tq {t:.2f} s, API verify {a:.2f} s (health p99 {h['p99_ms']} "
+                    f"max {h['max_ms']} ms, {h['samples']} samples; VmHWM {hwm:.1f} MB)",
+                    flush=True,
+                )
             for kind, p in passes.items():
                 ref, api = statistics.median(p["ref_s"]), statistics.median(p["api_s"])
                 result[kind] = {
@@ -172,8 +193,10 @@ def health_ok(h: dict[str, Any]) -> bool | None:
 
 
 def report(results: list[dict[str, Any]]) -> tuple[str, dict[str, Any]]:
-    lines = [f"{'size':>7} {'what':<8} {'reference s':>11} {'API s':>7} {'ratio':>6} {'goal (aim)':>11} "
-             f"{'health p50/p99/max/n ms':>26} {'VmHWM MB':>9}  ratio  health"]
+    lines = [
+        f"{'size':>7} {'what':<8} {'reference s':>11} {'API s':>7} {'ratio':>6} {'goal (aim)':>11} "
+        f"{'health p50/p99/max/n ms':>26} {'VmHWM MB':>9}  ratio  health"
+    ]
     lines.append("-" * len(lines[0]))
     goals: dict[str, Any] = {}
     for r in results:
@@ -181,9 +204,11 @@ def report(results: list[dict[str, Any]]) -> tuple[str, dict[str, Any]]:
             p = r[kind]
             h = p["health"]
             hs = f"{h['p50_ms']}/{h['p99_ms']}/{h['max_ms']}/{h['samples']}"
-            lines.append(f"{r['size']:>7} {kind:<8} {p['ref_median_s']:>11.2f} {p['api_median_s']:>7.2f} {p['ratio']:>6.3f} "
-                         f"{f'≤{goal:g} ({aim:g})':>11} {hs:>26} {p['vmhwm_mb']:>9.1f}  "
-                         f"{verdict(p['ratio'] <= goal)}   {verdict(health_ok(h))}")
+            lines.append(
+                f"{r['size']:>7} {kind:<8} {p['ref_median_s']:>11.2f} {p['api_median_s']:>7.2f} {p['ratio']:>6.3f} "
+                f"{f'≤{goal:g} ({aim:g})':>11} {hs:>26} {p['vmhwm_mb']:>9.1f}  "
+                f"{verdict(p['ratio'] <= goal)}   {verdict(health_ok(h))}"
+            )
     lines.append("")
     by_size = {r["size"]: r for r in results}
     row = by_size.get(GOAL_SIZE) or (min(results, key=lambda r: abs(r["size"] - GOAL_SIZE)) if results else None)
@@ -196,27 +221,46 @@ def report(results: list[dict[str, Any]]) -> tuple[str, dict[str, Any]]:
         gs = row["size"]
         note = "" if gs == GOAL_SIZE else f" (measured at {gs}: {GOAL_SIZE} not run)"
         p8, p9 = row["restore"], row["verify"]
-        add("P8", f"API restore / unzip -q at {gs}: {p8['ratio']:.3f} (goal ≤ {P8_GOAL:g}, aim {P8_AIM:g}){note}",
-            p8["ratio"] <= P8_GOAL, {"size": gs, "ratio": p8["ratio"], "aim_met": p8["ratio"] <= P8_AIM})
-        add("P9", f"API verify / unzip -tq at {gs}: {p9['ratio']:.3f} (goal ≤ {P9_GOAL:g}, aim {P9_AIM:g}){note}",
-            p9["ratio"] <= P9_GOAL, {"size": gs, "ratio": p9["ratio"], "aim_met": p9["ratio"] <= P9_AIM})
+        add(
+            "P8",
+            f"API restore / unzip -q at {gs}: {p8['ratio']:.3f} (goal ≤ {P8_GOAL:g}, aim {P8_AIM:g}){note}",
+            p8["ratio"] <= P8_GOAL,
+            {"size": gs, "ratio": p8["ratio"], "aim_met": p8["ratio"] <= P8_AIM},
+        )
+        add(
+            "P9",
+            f"API verify / unzip -tq at {gs}: {p9['ratio']:.3f} (goal ≤ {P9_GOAL:g}, aim {P9_AIM:g}){note}",
+            p9["ratio"] <= P9_GOAL,
+            {"size": gs, "ratio": p9["ratio"], "aim_met": p9["ratio"] <= P9_AIM},
+        )
         for kind in ("restore", "verify"):
             h = row[kind]["health"]
-            add(f"P3{kind[0]}", f"health during {gs} {kind}s: p99 {h['p99_ms']} ms, max {h['max_ms']} ms, "
-                f"{h['samples']} samples (goal p99 ≤ {P3_P99_MS:g}, max ≤ {P3_MAX_MS:g})", health_ok(h), {"size": gs, **h})
+            add(
+                f"P3{kind[0]}",
+                f"health during {gs} {kind}s: p99 {h['p99_ms']} ms, max {h['max_ms']} ms, "
+                f"{h['samples']} samples (goal p99 ≤ {P3_P99_MS:g}, max ≤ {P3_MAX_MS:g})",
+                health_ok(h),
+                {"size": gs, **h},
+            )
     small, big = by_size.get(P4_SIZES[0]), by_size.get(P4_SIZES[1])
     for kind in ("restore", "verify"):
         if small and big:
             s, b = small[kind]["vmhwm_mb"], big[kind]["vmhwm_mb"]
             growth = b / s - 1
-            add(f"P4{kind[0]}", f"{kind} VmHWM {b:.1f} MB at {P4_SIZES[1]} vs {s:.1f} MB at {P4_SIZES[0]}: "
+            add(
+                f"P4{kind[0]}",
+                f"{kind} VmHWM {b:.1f} MB at {P4_SIZES[1]} vs {s:.1f} MB at {P4_SIZES[0]}: "
                 f"{growth * 100:+.1f}% (goal ≤ {P4_MAX_MB:g} MB and ≤ +{P4_GROWTH * 100:g}%)",
-                b <= P4_MAX_MB and growth <= P4_GROWTH, {"vmhwm_300k_mb": b, "vmhwm_10k_mb": s, "growth": round(growth, 3)})
+                b <= P4_MAX_MB and growth <= P4_GROWTH,
+                {"vmhwm_300k_mb": b, "vmhwm_10k_mb": s, "growth": round(growth, 3)},
+            )
         else:
             add(f"P4{kind[0]}", f"{kind}: needs sizes 10000 and 300000", None, {})
     lines.append("")
-    lines.append("reference = unzip -q into an empty folder (restore), unzip -tq (verify); health = GET /api/health "
-                 "every 10 ms during the API calls; VmHWM = the server's peak RSS during one call (reset before each)")
+    lines.append(
+        "reference = unzip -q into an empty folder (restore), unzip -tq (verify); health = GET /api/health "
+        "every 10 ms during the API calls; VmHWM = the server's peak RSS during one call (reset before each)"
+    )
     for r in results:
         lines.append(f"{r['size']:>7}: archive {r['archive_bytes'] / 1e6:.1f} MB, idle RSS {r['rss_idle_mb']} MB")
     return "\n".join(lines), goals
@@ -226,8 +270,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="10000,100000,300000", help="comma-separated coin counts")
     parser.add_argument("--runs", type=int, default=3, help="timed runs per size (at least 3)")
-    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "out",
-                        help="wallets go to DIR/wallets, results to DIR/restore-results.json (default bench/out)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=ROOT / "bench" / "out",
+        help="wallets go to DIR/wallets, results to DIR/restore-results.json (default bench/out)",
+    )
     args = parser.parse_args(argv)
     args.out = args.out.resolve()  # the API takes absolute paths only
     if args.runs < 3:
@@ -249,12 +297,21 @@ def main(argv: list[str] | None = None) -> int:
     table, goals = report(results)
     load = os.getloadavg()
     print()
-    print(f"bench/restore.py --sizes {','.join(map(str, sizes))} --runs {args.runs}  ({os.cpu_count()} CPUs, "
-          f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}, {time.perf_counter() - started:.0f} s)")
+    print(
+        f"bench/restore.py --sizes {','.join(map(str, sizes))} --runs {args.runs}  ({os.cpu_count()} CPUs, "
+        f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}, {time.perf_counter() - started:.0f} s)"
+    )
     print(table)
-    write_results(args.out / "restore-results.json", {
-        "runs": args.runs, "load_average": load, "goals": goals, "sizes": results, "table": table.splitlines(),
-    })
+    write_results(
+        args.out / "restore-results.json",
+        {
+            "runs": args.runs,
+            "load_average": load,
+            "goals": goals,
+            "sizes": results,
+            "table": table.splitlines(),
+        },
+    )
     return 0
 
 

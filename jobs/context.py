@@ -58,7 +58,6 @@ class JobView:
     created_at: datetime
 
 
-
 class JobContext:
     """Handed to a job function. Methods marked (thread-safe) may also be called from executor threads."""
 
@@ -213,4 +212,3 @@ class JobContext:
         self._loop.call_soon_threadsafe(call)
         # Bounded, so a thread never hangs on a loop that has stopped running callbacks.
         return result.result(timeout=LOOP_CALL_TIMEOUT_S)
-

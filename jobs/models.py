@@ -43,6 +43,8 @@ class JobKind(StrEnum):
     RESTORE = "wallet-restore"
     #: check a backup archive against its manifest
     VERIFY = "backup-verify"
+    #: one run of a backup plan: archive once, verified copies, retention (jobs/plans/)
+    PLAN_RUN = "plan-run"
 
 
 class JobError(TypedDict):
@@ -122,13 +124,14 @@ class Job:
     status: JobStatus = JobStatus.QUEUED
     progress: int = 0
     message: str = ""
+    #: what the job is doing now (jobs.md): archiving, verifying, placing, pruning, …; None before it says
+    phase: str | None = None
     done: int = 0
     total: int = 0
     bytes_done: int = 0
     #: None until the job knows it (jobs.md: known from the start or null, never 0 while running)
     bytes_total: int | None = None
-    #: what the job is doing now ("archiving", "verifying", "restoring", …), with its own percentage
-    phase: str | None = None
+    #: the current phase's own percentage (a new phase starts from 0)
     phase_progress: int = 0
     #: bytes per second in the current phase, and the seconds it still needs; None until estimable
     rate: float | None = None
@@ -139,6 +142,8 @@ class Job:
     result: dict[str, Any] | None = None
     error: JobError | None = None
     idempotency_key: str | None = None
+    #: what the request with that key asked for (method, path, parameters), as a digest
+    idempotency_fingerprint: str | None = None
     cancellable: bool = True
     seq: int = 1
 
@@ -150,6 +155,7 @@ class Job:
         wallet_path: str,
         params: dict[str, Any],
         idempotency_key: str | None = None,
+        idempotency_fingerprint: str | None = None,
         cancellable: bool = True,
     ) -> Job:
         return cls(
@@ -158,6 +164,7 @@ class Job:
             wallet_path=wallet_path,
             params=dict(params),
             idempotency_key=idempotency_key,
+            idempotency_fingerprint=idempotency_fingerprint,
             cancellable=cancellable,
             message="Queued",
         )
@@ -174,13 +181,13 @@ class Job:
             "status": str(self.status),
             "progress": self.progress,
             "message": self.message,
+            "phase": self.phase,
             "wallet_path": self.wallet_path,
             "params": self.params,
             "done": self.done,
             "total": self.total,
             "bytes_done": self.bytes_done,
             "bytes_total": self.bytes_total,
-            "phase": self.phase,
             "phase_progress": self.phase_progress,
             "rate": self.rate,
             "eta_seconds": self.eta_seconds,
@@ -199,6 +206,7 @@ class Job:
             value = getattr(self, name)
             record[name] = value.isoformat() if value is not None else None
         record["idempotency_key"] = self.idempotency_key
+        record["idempotency_fingerprint"] = self.idempotency_fingerprint
         record["cancellable"] = self.cancellable
         record["seq"] = self.seq
         return record
@@ -214,11 +222,11 @@ class Job:
             status=JobStatus(data["status"]),
             progress=int(data.get("progress", 0)),
             message=str(data.get("message", "")),
+            phase=data.get("phase"),
             done=int(data.get("done", 0)),
             total=int(data.get("total", 0)),
             bytes_done=int(data.get("bytes_done", 0)),
             bytes_total=None if data.get("bytes_total") is None else int(data["bytes_total"]),
-            phase=data.get("phase") if isinstance(data.get("phase"), str) else None,
             phase_progress=int(data.get("phase_progress") or 0),
             rate=None if data.get("rate") is None else float(data["rate"]),
             eta_seconds=None if data.get("eta_seconds") is None else float(data["eta_seconds"]),
@@ -228,6 +236,7 @@ class Job:
             result=data.get("result"),
             error=data.get("error"),
             idempotency_key=data.get("idempotency_key"),
+            idempotency_fingerprint=data.get("idempotency_fingerprint"),
             cancellable=bool(data.get("cancellable", True)),
             seq=int(data.get("seq", 1)),
         )

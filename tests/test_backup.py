@@ -1,4 +1,5 @@
 """POST/GET /api/wallets/backup: the seed's errors, the archive, the name, the job contract, faults."""
+
 from __future__ import annotations
 
 import asyncio
@@ -19,10 +20,10 @@ import pytest
 
 from app import __version__
 from app.wallet import coins
+from jobs.backup import archive as backup_archive
 from jobs.backup import backup as backup_job
 from jobs.backup.checks import TEMP_PREFIX
-from jobs.backup import archive as backup_archive
-from jobs.zip.writer import ZipProblem
+from jobs.zip.readback import ZipProblem
 from tests.conftest import coin_bytes, write_coins
 
 MISSING = {"status": "error", "error": "Missing required parameter: destination", "error_code": 1}
@@ -63,7 +64,7 @@ def today() -> str:
 def wallet_files(wallet: Path) -> dict[str, bytes]:
     """Every regular file below `wallet` (links not followed), by path relative to it."""
     found = {}
-    for root, dirs, files in os.walk(wallet):
+    for root, _dirs, files in os.walk(wallet):
         for name in files:
             path = Path(root) / name
             if path.is_file() and not path.is_symlink():
@@ -270,7 +271,17 @@ async def test_backup_archives_every_file_and_folder_byte_for_byte(client, tmp_p
             assert f"Default/{rel}/" in names, rel
         assert "Default/" in names
         assert len(names) == len(before) + len(dirs) + 2  # + the top folder + the manifest
-        assert archive.comment.decode() == f"CloudCoin wallet backup: Default, {today()}"
+        # The seed-style human line, then the summary that lists read without the central directory.
+        human, summary = archive.comment.decode().split("\n")
+        assert human == f"CloudCoin wallet backup: Default, {today()}"
+        manifest = json.loads(archive.read("backup-manifest.json"))
+        assert json.loads(summary) == {
+            "cloudcoin_backup_summary": 1, "wallet_name": "Default", "wallet_path": manifest["wallet_path"],
+            "created": manifest["created"], "job_id": manifest["job_id"], "plan_id": None,
+            "coins": manifest["totals"]["coins"], "value": manifest["totals"]["value"],
+            "encrypted": manifest["counters"]["files_added_plaintext"] == 0,
+        }  # fmt: skip
+        assert manifest["plan_id"] is None  # a one-off backup belongs to no plan
 
     assert stat.S_IMODE(zip_path.stat().st_mode) == 0o600
     assert stat.S_IMODE(destination.stat().st_mode) == 0o700
@@ -608,9 +619,7 @@ async def test_cancel_mid_archive_leaves_no_file(client, tmp_path, data_dir, mon
     assert response.status == 202
     job_id = (await response.json())["job_id"]
     assert await asyncio.to_thread(started.wait, 10)
-    assert [n for n in os.listdir(destination) if n.startswith(".cloudcoin-backup-")] == [
-        backup_job.temp_name(job_id)
-    ]
+    assert [n for n in os.listdir(destination) if n.startswith(".cloudcoin-backup-")] == [backup_job.temp_name(job_id)]
     response = await client.post(f"/api/jobs/{job_id}/cancel")
     assert response.status == 202
     release.set()
@@ -652,7 +661,7 @@ async def test_disk_full_mid_archive_is_the_seeds_500_and_leaves_nothing(
     destination = tmp_path / "b"
     status, body = await post_backup(client, destination=str(destination))
     assert (status, body) == (500, ZIP_FAILED)
-    assert os.listdir(destination) == []
+    assert not destination.exists()  # not even the folder the backup created
     assert not (data_dir / "BackupPlaces.txt").exists()
 
 
@@ -679,7 +688,7 @@ async def test_a_failed_verification_is_the_seeds_500(client, tmp_path, data_dir
     destination = tmp_path / "b"
     status, body = await post_backup(client, destination=str(destination))
     assert (status, body) == (500, ZIP_FAILED)
-    assert os.listdir(destination) == []
+    assert not destination.exists()  # not even the folder the backup created
 
 
 def test_restart_cleanup_removes_the_jobs_temporary_file(tmp_path):
@@ -742,9 +751,9 @@ async def test_cancel_stops_inside_a_big_file_and_leaves_nothing(client, data_di
     with open(wallet / "Receipts" / "huge.log", "wb") as fh:
         fh.truncate(2 * 1024**3)  # sparse: deflating it takes far longer than this test waits
     destination = tmp_path / "big-cancel"
-    accepted = await (await client.post(
-        "/api/wallets/backup", json={"destination": str(destination), "async": "true"}
-    )).json()
+    accepted = await (
+        await client.post("/api/wallets/backup", json={"destination": str(destination), "async": "true"})
+    ).json()
     job_url = f"/api/jobs/{accepted['job_id']}"
     for _ in range(500):
         if destination.exists() and os.listdir(destination):

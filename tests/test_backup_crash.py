@@ -4,6 +4,7 @@ Each test starts `python -m app` (with this interpreter) on a free port and a da
 tmp_path, and talks to it over HTTP with urllib. The wallet is real and big enough (30,000 coin
 files, ~0.5 s of archiving) that the backup is caught while its temporary file exists.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -25,9 +26,9 @@ from typing import Any
 
 import pytest
 
+from jobs import store
 from jobs.backup import backup as backup_job
 from jobs.backup.checks import TEMP_PREFIX
-from jobs import store
 from tests.conftest import coin_bytes
 
 REPO = Path(__file__).resolve().parent.parent
@@ -56,7 +57,9 @@ def make_wallet(wallet: Path, n: int) -> None:
             os.write(fd, data)
         finally:
             os.close(fd)
-    (wallet / "transactions.csv").write_text("Symbol,Task ID,Date & Time,Remarks,Deposit,Withdraw,Description,Balance\n")
+    (wallet / "transactions.csv").write_text(
+        "Symbol,Task ID,Date & Time,Remarks,Deposit,Withdraw,Description,Balance\n"
+    )
 
 
 def digest_of(folder: Path) -> str:
@@ -231,5 +234,13 @@ def test_file_size_limit_mid_backup_is_the_seeds_500_and_leaves_nothing(server: 
     status, body = server.request("POST", "/api/wallets/backup", {"destination": str(destination)})
 
     assert (status, body) == (500, ZIP_FAILED)
-    assert os.listdir(destination) == []
+    assert not destination.exists()  # not even the folder the backup created
     assert server.request("GET", "/api/health")[0] == 200
+    log = (server.data_dir / "logs" / "server.log").read_text()
+    assert f"the destination {destination} is full (File too large)" in log
+
+    # A destination that was there before stays, empty as it was.
+    destination.mkdir()
+    status, body = server.request("POST", "/api/wallets/backup", {"destination": str(destination)})
+    assert (status, body) == (500, ZIP_FAILED)
+    assert os.listdir(destination) == []

@@ -1,4 +1,5 @@
 """A backup while logged in: plaintext coins from Bank and Fracked are encrypted on their way in."""
+
 from __future__ import annotations
 
 import json

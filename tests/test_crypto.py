@@ -6,6 +6,7 @@ import os
 import pytest
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
+from app.wallet import crypto
 from app.wallet.coins import (
     AN_BLOCK,
     ENCRYPTED_SINGLE_SIZE,
@@ -16,7 +17,6 @@ from app.wallet.coins import (
     build_coin_file,
     inspect_coin_file,
 )
-from app.wallet import crypto
 from app.wallet.crypto import (
     KEY_SALT,
     CoinEncryptor,
@@ -58,8 +58,13 @@ def test_derive_key_is_deterministic_and_32_bytes(key):
 def test_derive_key_is_the_documented_scrypt(key):
     assert KEY_SALT == b"CloudCoin coin file v9"
     expected = hashlib.scrypt(
-        "correct horse battery staple".encode(), salt=KEY_SALT, n=2**15, r=8, p=1,
-        maxmem=64 * 1024 * 1024, dklen=32,
+        b"correct horse battery staple",
+        salt=KEY_SALT,
+        n=2**15,
+        r=8,
+        p=1,
+        maxmem=64 * 1024 * 1024,
+        dklen=32,
     )
     assert key == expected
 
@@ -84,6 +89,7 @@ def test_encrypted_header_layout(key):
     assert encrypted[8:15] == key_check(key)
     assert encrypted[32:48] == nonce
     assert encrypted[48:55] == plain[32:39]
+
     # Everything else in the file header is carried unchanged.
     def unchanged(data: bytes) -> bytes:
         return data[:5] + data[6:8] + data[15:32]

@@ -4,6 +4,7 @@
 tests import them (`from tests.test_e2e import start_server, stop_server`) or use the `server` fixture,
 which stops whatever it started.
 """
+
 from __future__ import annotations
 
 import json
@@ -15,8 +16,9 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -39,8 +41,14 @@ def server_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-def http(method: str, url: str, *, body: dict[str, Any] | None = None, headers: dict[str, str] | None = None,
-         timeout: float = 10.0) -> tuple[int, dict[str, Any]]:
+def http(
+    method: str,
+    url: str,
+    *,
+    body: dict[str, Any] | None = None,
+    headers: dict[str, str] | None = None,
+    timeout: float = 10.0,
+) -> tuple[int, dict[str, Any]]:
     """One request with the standard library: (status, JSON body); error statuses are returned, not raised."""
     data = None if body is None else json.dumps(body).encode()
     request = urllib.request.Request(url, data=data, method=method, headers=dict(headers or {}))
@@ -195,7 +203,10 @@ def test_bad_configuration_exits_2_with_a_message(tmp_path):
     config.write_text("[jobs]\nworkers = 0\n")
     result = subprocess.run(
         [sys.executable, "-m", "app", "--config", str(config), "--data-dir", str(tmp_path / "d")],
-        cwd=tmp_path, env=server_env(), capture_output=True, timeout=30,
+        cwd=tmp_path,
+        env=server_env(),
+        capture_output=True,
+        timeout=30,
     )
     assert result.returncode == 2
     assert b"workers" in result.stderr

@@ -1,4 +1,5 @@
 """The job endpoints and the sync/async contract, with job functions defined here (slow, failing, blocking)."""
+
 from __future__ import annotations
 
 import asyncio
@@ -10,14 +11,13 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from app.web.jobhttp import answer_with_job, runner_key
 from app.main import create_app
+from app.web.jobhttp import answer_with_job, runner_key
 from app.web.params import read_params
 from app.web.views import jobs as jobs_views
-from jobs.models import JobCancelled, JobFailed, JobKind, JobStatus
 from jobs.context import JobContext
+from jobs.models import Job, JobCancelled, JobFailed, JobKind, JobStatus
 from jobs.store import JobStore
-from jobs.models import Job
 
 TEST_KIND = JobKind.VERIFY
 
@@ -82,6 +82,7 @@ async def wait_status(client, job_id: str, status: str, timeout: float = 5.0) ->
 
 # -- the sync/async contract ---------------------------------------------------------------------
 
+
 async def test_sync_request_waits_and_answers_the_result(jc):
     response = await jc.post("/test/work", params={"seconds": "0.05"})
     assert response.status == 200
@@ -113,8 +114,12 @@ async def test_async_request_answers_202_with_where_to_watch(jc, how):
     body = await response.json()
     job_id = body["job_id"]
     assert body == {
-        "success": True, "job_id": job_id, "task_id": job_id, "status": "queued",
-        "status_url": f"/api/jobs/{job_id}", "events_url": f"/api/jobs/{job_id}/events",
+        "success": True,
+        "job_id": job_id,
+        "task_id": job_id,
+        "status": "queued",
+        "status_url": f"/api/jobs/{job_id}",
+        "events_url": f"/api/jobs/{job_id}/events",
     }
     assert response.headers["Location"] == f"/api/jobs/{job_id}"
     if how == "prefer":
@@ -177,10 +182,15 @@ async def test_queue_bound_answers_503_with_retry_after(aiohttp_client, make_con
 
 # -- reading jobs ------------------------------------------------------------------------------------
 
+
 async def test_unknown_job_is_a_json_404_everywhere(jc):
-    for method, url in [("GET", "/api/jobs/nope"), ("GET", "/api/jobs/nope/events"),
-                        ("POST", "/api/jobs/nope/cancel"), ("DELETE", "/api/jobs/nope"),
-                        ("GET", "/api/system/tasks?task_id=nope")]:
+    for method, url in [
+        ("GET", "/api/jobs/nope"),
+        ("GET", "/api/jobs/nope/events"),
+        ("POST", "/api/jobs/nope/cancel"),
+        ("DELETE", "/api/jobs/nope"),
+        ("GET", "/api/system/tasks?task_id=nope"),
+    ]:
         response = await jc.request(method, url)
         assert response.status == 404, url
         assert await response.json() == {"success": False, "error": "Job not found: nope", "code": 404}
@@ -192,9 +202,27 @@ async def test_job_shape_and_retry_after_while_unfinished(jc):
     job = await response.json()
     assert response.headers["Retry-After"] == "1"
     assert set(job) == {
-        "id", "kind", "status", "progress", "message", "wallet_path", "params", "done", "total", "bytes_done",
-        "bytes_total", "phase", "phase_progress", "rate", "eta_seconds", "created_at", "started_at", "finished_at",
-        "result", "error", "links",
+        "id",
+        "kind",
+        "status",
+        "progress",
+        "message",
+        "phase",
+        "wallet_path",
+        "params",
+        "done",
+        "total",
+        "bytes_done",
+        "bytes_total",
+        "phase_progress",
+        "rate",
+        "eta_seconds",
+        "created_at",
+        "started_at",
+        "finished_at",
+        "result",
+        "error",
+        "links",
     }
     assert job["kind"] == "backup-verify"
     assert job["created_at"].endswith("Z")
@@ -268,6 +296,7 @@ async def test_tasks_poller_sees_the_same_job(jc):
 
 # -- cancelling ------------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("method", ["POST", "DELETE"])
 async def test_cancel_a_queued_and_a_running_job(jc, method):
     running = await (await jc.post("/test/work", params={"seconds": "5", "async": "1", "mode": "block"})).json()
@@ -297,6 +326,7 @@ async def test_sync_caller_of_a_cancelled_job_gets_409(jc):
 
 
 # -- the event stream ------------------------------------------------------------------------------------
+
 
 def parse_sse(text: str) -> list[dict[str, str]]:
     """Split an event stream as a browser's EventSource does: blank-line separated fields."""
@@ -349,6 +379,7 @@ async def test_event_stream_sends_keepalive_comments(jc, monkeypatch):
 
 
 # -- responsiveness, restart, shutdown --------------------------------------------------------------------
+
 
 async def test_health_answers_fast_while_every_worker_and_thread_is_busy(aiohttp_client, make_config):
     client = await aiohttp_client(make_app(make_config, workers=2, threads=2))

@@ -14,9 +14,17 @@ from typing import Any
 
 import pytest
 
-from jobs.models import Job, JobCancelled, JobFailed, JobKind, JobStatus, utcnow
 from jobs.context import JobContext
-from jobs.errors import INTERRUPTED_MESSAGE, JobNotCancellable, JobNotFound, QueueFull, RunnerClosed
+from jobs.errors import (
+    INTERRUPTED_MESSAGE,
+    IdempotencyMismatch,
+    JobNotCancellable,
+    JobNotFound,
+    QueueFull,
+    RunnerClosed,
+    StoreUnavailable,
+)
+from jobs.models import Job, JobCancelled, JobFailed, JobKind, JobStatus, utcnow
 from jobs.runner import JobRunner
 from jobs.store import JobStore
 
@@ -95,7 +103,9 @@ async def make_runner(tmp_path: Path, executor: ThreadPoolExecutor, script: Scri
         await runner.close(timeout=2)
 
 
-async def submit(runner: JobRunner, name: str, wallet: str = "/w/A", kind: JobKind = JobKind.BACKUP, **params: Any) -> Job:
+async def submit(
+    runner: JobRunner, name: str, wallet: str = "/w/A", kind: JobKind = JobKind.BACKUP, **params: Any
+) -> Job:
     return await runner.submit(kind, wallet_path=wallet, params={"name": name, **params})
 
 
@@ -118,7 +128,9 @@ async def collect_stream(stream: AsyncIterator[Job | None]) -> list[Job]:
 # -- lifecycle -------------------------------------------------------------------------------
 
 
-async def test_job_goes_queued_running_completed_and_never_changes_after(make_runner: MakeRunner, script: Script) -> None:
+async def test_job_goes_queued_running_completed_and_never_changes_after(
+    make_runner: MakeRunner, script: Script
+) -> None:
     runner = await make_runner()
     script.gate("a")
     job = await submit(runner, "a")
@@ -302,7 +314,9 @@ async def test_job_failed_keeps_its_http_status_and_body(make_runner: MakeRunner
     assert done.to_json()["error"] == {"http_status": 400, "body": body}
 
 
-async def test_unexpected_exception_is_a_500_and_is_logged(make_runner: MakeRunner, caplog: pytest.LogCaptureFixture) -> None:
+async def test_unexpected_exception_is_a_500_and_is_logged(
+    make_runner: MakeRunner, caplog: pytest.LogCaptureFixture
+) -> None:
     async def broken(ctx: JobContext) -> dict[str, Any]:
         await ctx.run_blocking(lambda: 1 / 0)
         return {}
@@ -354,7 +368,9 @@ async def test_cancelled_queued_job_never_runs(make_runner: MakeRunner, script: 
     assert second.status is JobStatus.CANCELLED and second.started_at is None
 
 
-async def test_cancel_of_running_job_stops_it_in_its_thread_and_it_cleans_up(make_runner: MakeRunner, tmp_path: Path) -> None:
+async def test_cancel_of_running_job_stops_it_in_its_thread_and_it_cleans_up(
+    make_runner: MakeRunner, tmp_path: Path
+) -> None:
     partial = tmp_path / "backup.zip.part"
     in_thread = threading.Event()
 
@@ -456,7 +472,9 @@ async def test_running_job_of_an_uncancellable_kind_is_not_cancellable(make_runn
 # -- waiting and events ----------------------------------------------------------------------
 
 
-async def test_wait_returns_the_unfinished_job_when_the_timeout_elapses(make_runner: MakeRunner, script: Script) -> None:
+async def test_wait_returns_the_unfinished_job_when_the_timeout_elapses(
+    make_runner: MakeRunner, script: Script
+) -> None:
     runner = await make_runner()
     script.gate("slow")
     job = await submit(runner, "slow")
@@ -494,7 +512,9 @@ async def test_a_cancelled_waiter_does_not_cancel_the_job(make_runner: MakeRunne
     assert (await waiters[1]).status is JobStatus.COMPLETED
 
 
-async def test_events_send_current_state_then_changes_then_the_final_one(make_runner: MakeRunner, script: Script) -> None:
+async def test_events_send_current_state_then_changes_then_the_final_one(
+    make_runner: MakeRunner, script: Script
+) -> None:
     runner = await make_runner()
     script.gate("a")
     job = await submit(runner, "a")
@@ -569,12 +589,22 @@ async def test_same_idempotency_key_returns_the_same_job(make_runner: MakeRunner
     first = await runner.submit(JobKind.BACKUP, wallet_path="/w/A", params={"name": "a"}, idempotency_key="k1")
     again = await runner.submit(JobKind.BACKUP, wallet_path="/w/A", params={"name": "a"}, idempotency_key="k1")
     assert again is first
-    other_kind = await runner.submit(JobKind.VERIFY, wallet_path="/w/A", params={"name": "a"}, idempotency_key="k1")
     other_key = await runner.submit(JobKind.BACKUP, wallet_path="/w/A", params={"name": "a"}, idempotency_key="k2")
-    assert len({first.id, other_kind.id, other_key.id}) == 3
+    assert other_key.id != first.id
+    # The same key for another request (kind, wallet or parameters) is refused and makes no job.
+    for kind, wallet, params in (
+        (JobKind.VERIFY, "/w/A", {"name": "a"}),
+        (JobKind.BACKUP, "/w/B", {"name": "a"}),
+        (JobKind.BACKUP, "/w/A", {}),
+    ):
+        with pytest.raises(IdempotencyMismatch):
+            await runner.submit(kind, wallet_path=wallet, params=params, idempotency_key="k1")
+    assert len(runner.list()) == 2
     await runner.wait(first.id, 2)
     # After it finished, still the same job (a retry must not back up twice) ...
-    assert await runner.submit(JobKind.BACKUP, wallet_path="/w/A", params={}, idempotency_key="k1") is first
+    assert await runner.submit(JobKind.BACKUP, wallet_path="/w/A", params={"name": "a"}, idempotency_key="k1") is first
+    with pytest.raises(IdempotencyMismatch):
+        await runner.submit(JobKind.BACKUP, wallet_path="/w/A", params={}, idempotency_key="k1")
     # ... but not after 24 hours.
     first.created_at -= timedelta(hours=25)
     fresh = await runner.submit(JobKind.BACKUP, wallet_path="/w/A", params={"name": "b"}, idempotency_key="k1")
@@ -587,7 +617,11 @@ async def test_idempotency_key_survives_a_restart(make_runner: MakeRunner, tmp_p
     await runner.wait(first.id, 2)
     await runner.close()
     again = await make_runner(directory=tmp_path / "j")
-    assert (await again.submit(JobKind.BACKUP, wallet_path="/w/A", params={}, idempotency_key="k")).id == first.id
+    assert (
+        await again.submit(JobKind.BACKUP, wallet_path="/w/A", params={"name": "a"}, idempotency_key="k")
+    ).id == first.id
+    with pytest.raises(IdempotencyMismatch):
+        await again.submit(JobKind.BACKUP, wallet_path="/w/A", params={"name": "b"}, idempotency_key="k")
 
 
 async def test_move_wallet_retargets_queued_jobs_and_their_lane(make_runner: MakeRunner, script: Script) -> None:
@@ -649,7 +683,9 @@ async def test_list_is_newest_first_with_filters_and_limit(make_runner: MakeRunn
 # -- restart ---------------------------------------------------------------------------------
 
 
-async def test_restart_fails_interrupted_jobs_and_runs_their_cleanup(make_runner: MakeRunner, tmp_path: Path, executor: ThreadPoolExecutor) -> None:
+async def test_restart_fails_interrupted_jobs_and_runs_their_cleanup(
+    make_runner: MakeRunner, tmp_path: Path, executor: ThreadPoolExecutor
+) -> None:
     directory = tmp_path / "jobs"
     queued = Job.new(JobKind.BACKUP, wallet_path="/w/A", params={"destination": "/b"})
     running = Job.new(JobKind.RESTORE, wallet_path="/w/R", params={})
@@ -810,3 +846,121 @@ async def test_close_of_a_runner_never_started_is_harmless(tmp_path: Path, execu
     await runner.close()
     with pytest.raises(RunnerClosed):
         await runner.submit(JobKind.BACKUP, wallet_path="/w/A", params={})
+
+
+# -- a job exists once it is saved; a restart records what really happened ------------------------------
+
+
+def stored(directory: Path) -> set[str]:
+    import sqlite3
+
+    with sqlite3.connect(f"file:{directory / 'jobs.sqlite3'}?mode=ro", uri=True) as db:
+        return {row[0] for row in db.execute("SELECT id FROM jobs")}
+
+
+async def test_submit_returns_once_the_job_is_committed_and_not_before(
+    make_runner: MakeRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write = JobStore.write_sync
+
+    def slow(self: JobStore, batch: dict[str, Any]) -> None:
+        time.sleep(0.2)
+        write(self, batch)
+
+    monkeypatch.setattr(JobStore, "write_sync", slow)
+    runner = await make_runner(directory=tmp_path / "j")
+    jobs = await asyncio.gather(*(submit(runner, f"n{n}", f"/w/{n}") for n in range(20)))
+    assert {job.id for job in jobs} <= stored(tmp_path / "j")
+
+
+async def test_a_job_the_store_cannot_save_never_runs_and_is_forgotten(
+    make_runner: MakeRunner, script: Script, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sqlite3
+
+    runner = await make_runner(directory=tmp_path / "j")
+    write = JobStore.write_sync
+
+    def full(self: JobStore, batch: dict[str, Any]) -> None:
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(JobStore, "write_sync", full)
+    first = asyncio.ensure_future(
+        runner.submit(JobKind.BACKUP, wallet_path="/w/A", params={"name": "lost"}, idempotency_key="k")
+    )
+    await asyncio.sleep(0)
+    # A retry with the same key while the first is being saved shares its fate.
+    retry = runner.submit(JobKind.BACKUP, wallet_path="/w/A", params={"name": "lost"}, idempotency_key="k")
+    for attempt in (first, retry):
+        with pytest.raises(StoreUnavailable, match="disk is full"):
+            await attempt
+    assert runner.list() == [] and runner.counts() == {"queued": 0, "running": 0}
+    monkeypatch.setattr(JobStore, "write_sync", write)
+    await asyncio.sleep(1.2)  # past the writer's retry
+    job = await submit(runner, "next", "/w/A")
+    assert (await runner.wait(job.id, 2)).status is JobStatus.COMPLETED
+    assert script.log == [("start", "next"), ("end", "next")]  # "lost" never ran
+    assert stored(tmp_path / "j") == {job.id}
+
+
+async def test_restart_completes_a_job_whose_cleanup_found_its_work_finished(
+    make_runner: MakeRunner, tmp_path: Path, executor: ThreadPoolExecutor
+) -> None:
+    directory = tmp_path / "jobs"
+    done, undone = (Job.new(JobKind.BACKUP, wallet_path=f"/w/{n}", params={}) for n in "AB")
+    for job in (done, undone):
+        job.status, job.started_at = JobStatus.RUNNING, utcnow()
+    store = JobStore(directory)
+    await store.open(executor)
+    for job in (done, undone):
+        store.put(job)
+    await store.close()
+
+    def cleanup(job: Job) -> dict[str, Any] | None:
+        return (
+            {"success": True, "message": "Wallet backup created successfully", "recovered": True}
+            if job.id == done.id
+            else None
+        )
+
+    runner = await make_runner(directory=directory, cleanups={JobKind.BACKUP: cleanup})
+    completed = runner.get(done.id)
+    assert completed.status is JobStatus.COMPLETED and completed.progress == 100
+    assert completed.result == {"success": True, "message": "Wallet backup created successfully", "recovered": True}
+    assert completed.message == "Wallet backup created successfully"
+    assert runner.get(undone.id).status is JobStatus.FAILED
+    await runner.close()
+    again = await make_runner(directory=directory)
+    assert again.get(done.id).status is JobStatus.COMPLETED
+
+
+async def test_a_queued_job_of_a_kind_that_names_one_folder_stays_when_the_wallet_moves(
+    make_runner: MakeRunner, executor: ThreadPoolExecutor, tmp_path: Path, script: Script
+) -> None:
+    moved = asyncio.Event()
+
+    async def mover(ctx: JobContext) -> dict[str, Any]:
+        if ctx.job.params["name"] == "first":
+            await ctx.run_blocking(ctx.move_wallet, "/w/Old", "/w/New")
+            moved.set()
+        return {"ran_on": ctx.job.wallet_path}
+
+    runner = JobRunner(JobStore(tmp_path / "own"), executor=executor, workers=2)
+    runner.register(JobKind.RENAME, mover, follows_wallet=False)
+    runner.register(JobKind.BACKUP, script.gated)
+    await runner.start()
+    try:
+        script.gate("hold")
+        holder = await submit(runner, "hold", "/w/Old")
+        first = await runner.submit(JobKind.RENAME, wallet_path="/w/Old", params={"name": "first"})
+        second = await runner.submit(JobKind.RENAME, wallet_path="/w/Old", params={"name": "second"})
+        backup = await submit(runner, "backup", "/w/Old")
+        script.gate("hold").set()
+        for job in (holder, first, second, backup):
+            await runner.wait(job.id, 2)
+        assert moved.is_set()
+        assert second.wallet_path == "/w/Old" and second.result == {"ran_on": "/w/Old"}
+        assert backup.wallet_path == "/w/New" and backup.result is not None
+        assert backup.result["wallet_path"] == "/w/New"
+    finally:
+        await runner.close()

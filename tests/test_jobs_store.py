@@ -21,8 +21,9 @@ from jobs.models import Job, JobKind, JobStatus, format_time, utcnow
 from jobs.store import DB_NAME, JobStore
 
 JOB_JSON_KEYS = [
-    "id", "kind", "status", "progress", "message", "wallet_path", "params", "done", "total",
-    "bytes_done", "bytes_total", "phase", "phase_progress", "rate", "eta_seconds", "created_at", "started_at", "finished_at", "result", "error", "links",
+    "id", "kind", "status", "progress", "message", "phase", "wallet_path", "params", "done", "total",
+    "bytes_done", "bytes_total", "phase_progress", "rate", "eta_seconds", "created_at", "started_at", "finished_at",
+    "result", "error", "links",
 ]  # fmt: skip
 
 
@@ -187,7 +188,9 @@ async def test_jobs_load_oldest_first(tmp_path: Path, executor: ThreadPoolExecut
     assert [j.id for j in read_back(tmp_path)] == [jobs[1].id, jobs[2].id, jobs[0].id]
 
 
-async def test_an_unreadable_record_is_skipped(tmp_path: Path, executor: ThreadPoolExecutor, caplog: pytest.LogCaptureFixture) -> None:
+async def test_an_unreadable_record_is_skipped(
+    tmp_path: Path, executor: ThreadPoolExecutor, caplog: pytest.LogCaptureFixture
+) -> None:
     store = JobStore(tmp_path)
     await store.open(executor)
     good = finished_job()

@@ -1,5 +1,6 @@
 """Progress a person can use: phases with their own percentage, bytes_total known or null (never 0 while
 running), rate and eta_seconds, and a message that never lags the counters."""
+
 from __future__ import annotations
 
 import asyncio
@@ -79,7 +80,9 @@ def test_restore_knows_its_byte_total_from_the_start_and_its_message_keeps_up(tm
             assert f"{r['done']:,} of" in r["message"], r  # the words say what the numbers say
 
 
-async def test_a_backup_reports_its_verification_as_its_own_phase(client: TestClient, data_dir: Path, tmp_path: Path) -> None:
+async def test_a_backup_reports_its_verification_as_its_own_phase(
+    client: TestClient, data_dir: Path, tmp_path: Path
+) -> None:
     write_coins(data_dir / "Wallets" / "Default" / "Bank", range(1, 30))
     response = await client.post("/api/wallets/backup", json={"destination": str(tmp_path / "b")})
     body = await response.json()

@@ -1,4 +1,5 @@
 """The wallet registry, wallet-locations.csv: format, round trip, atomic writes, bad rows, start-up repair."""
+
 from __future__ import annotations
 
 import logging
@@ -8,10 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import register_offline_wallet
-
 from app.wallet import storage
 from app.wallet.registry import COMMENT, RegistryEntry, parse_registry, read_registry, render_registry, write_registry
+from tests.conftest import register_offline_wallet
 
 
 @pytest.fixture
@@ -48,7 +48,7 @@ def test_file_format_is_exactly_comment_header_rows(registry_path):
 
 def test_written_file_is_utf8(registry_path):
     write_registry(registry_path, [RegistryEntry("/home/zoë/財布", "local")])
-    assert "/home/zoë/財布,local".encode("utf-8") in registry_path.read_bytes()
+    assert "/home/zoë/財布,local".encode() in registry_path.read_bytes()
 
 
 def test_first_row_is_the_active_wallet_and_order_is_kept(registry_path):
@@ -133,7 +133,7 @@ def test_bad_rows_are_skipped_with_a_warning(registry_path, caplog):
         b"/bad/type,floppy\n"
         b"/too,many,cells\n"
         b"/not/utf8/\xff\xfe,local\n"
-        b',local\n'
+        b",local\n"
         b'"/unclosed,local\n'
         b"/good/two,removable\n"
     )

@@ -1,4 +1,5 @@
 """GET/POST /api/wallets/rename and the legacy /api/wallets/active/rename: checks, bodies, atomicity, the queue."""
+
 from __future__ import annotations
 
 import asyncio
@@ -71,7 +72,8 @@ async def default(client: TestClient, data_dir: Path) -> Path:
 async def test_missing_wallet_path_is_400(client: TestClient) -> None:
     assert await rename(client, new_name="X") == (400, error(400, "Missing required parameter: wallet_path"))
     assert await rename(client, wallet_path="", new_name="X") == (
-        400, error(400, "Missing required parameter: wallet_path")
+        400,
+        error(400, "Missing required parameter: wallet_path"),
     )
 
 
@@ -86,13 +88,15 @@ async def test_wallet_path_is_checked_before_new_name(client: TestClient) -> Non
 @pytest.mark.parametrize("given", ["NonExistent", "/no/such/wallet", "../Default", "Default/Bank"])
 async def test_unknown_path_is_404_with_the_path_as_given(client: TestClient, given: str) -> None:
     assert await rename(client, wallet_path=given, new_name="X") == (
-        404, error(404, f"Wallet path does not exist: {given}")
+        404,
+        error(404, f"Wallet path does not exist: {given}"),
     )
 
 
 async def test_path_is_checked_before_the_name(client: TestClient) -> None:
     assert await rename(client, wallet_path="Nope", new_name="") == (
-        404, error(404, "Wallet path does not exist: Nope")
+        404,
+        error(404, "Wallet path does not exist: Nope"),
     )
 
 
@@ -102,7 +106,8 @@ async def test_unregistered_wallet_folder_is_404_and_never_renamed(client: TestC
     (stray / "Fracked").mkdir()
     for given in ("Stray", str(stray)):
         assert await rename(client, wallet_path=given, new_name="Taken") == (
-            404, error(404, f"Wallet path does not exist: {given}")
+            404,
+            error(404, f"Wallet path does not exist: {given}"),
         )
     assert stray.is_dir() and not (stray.parent / "Taken").exists()
     assert str(stray) not in registered(data_dir)
@@ -112,21 +117,24 @@ async def test_registered_wallet_whose_folder_is_gone_is_404(client: TestClient,
     gone = await create_wallet(client, "Gone")
     os.rename(gone, gone.with_name("Elsewhere"))
     assert await rename(client, wallet_path="Gone", new_name="Back") == (
-        404, error(404, "Wallet path does not exist: Gone")
+        404,
+        error(404, "Wallet path does not exist: Gone"),
     )
 
 
 @pytest.mark.parametrize("name", ["", " ", "   \t "])
 async def test_empty_name_is_400(client: TestClient, default: Path, name: str) -> None:
     assert await rename(client, wallet_path="Default", new_name=name) == (
-        400, error(400, "New wallet name cannot be empty")
+        400,
+        error(400, "New wallet name cannot be empty"),
     )
 
 
 @pytest.mark.parametrize("name", ["Default", "  Default  "])
 async def test_same_name_is_400(client: TestClient, default: Path, name: str) -> None:
     assert await rename(client, wallet_path="Default", new_name=name) == (
-        400, error(400, "Wallet already has the name: Default")
+        400,
+        error(400, "Wallet already has the name: Default"),
     )
 
 
@@ -134,7 +142,8 @@ async def test_name_of_another_wallet_is_409(client: TestClient, data_dir: Path,
     await create_wallet(client, "Other")
     before = snapshot(data_dir)
     assert await rename(client, wallet_path="Default", new_name="Other") == (
-        409, error(409, "A wallet with the name 'Other' already exists in that location")
+        409,
+        error(409, "A wallet with the name 'Other' already exists in that location"),
     )
     assert snapshot(data_dir) == before
 
@@ -154,7 +163,8 @@ async def test_anything_at_the_target_is_409_and_never_replaced(
         target.symlink_to(data_dir)
     before = snapshot(data_dir)
     assert await rename(client, wallet_path="Default", new_name="Taken") == (
-        409, error(409, "A wallet with the name 'Taken' already exists in that location")
+        409,
+        error(409, "A wallet with the name 'Taken' already exists in that location"),
     )
     assert snapshot(data_dir) == before
     assert (default / "Bank").is_dir()
@@ -165,15 +175,31 @@ async def test_registered_but_absent_wallet_of_that_name_is_409(client: TestClie
     offline = await create_wallet(client, "Offline")
     os.rename(offline, data_dir / "offline-elsewhere")
     assert await rename(client, wallet_path="Default", new_name="Offline") == (
-        409, error(409, "A wallet with the name 'Offline' already exists in that location")
+        409,
+        error(409, "A wallet with the name 'Offline' already exists in that location"),
     )
 
 
 # -- api.md's name rules, after the same-name check and before the conflict check ----------------------
 
 INVALID_NAMES = [
-    "../x", "a/b", "a\\b", ".", "..", ".hidden", "$admin", "CON", "con", "NUL.txt", "COM1", "LPT9",
-    "a\x01b", "tab\there", "del\x7f", "x.", "a" * 65,
+    "../x",
+    "a/b",
+    "a\\b",
+    ".",
+    "..",
+    ".hidden",
+    "$admin",
+    "CON",
+    "con",
+    "NUL.txt",
+    "COM1",
+    "LPT9",
+    "a\x01b",
+    "tab\there",
+    "del\x7f",
+    "x.",
+    "a" * 65,
     *(f"a{char}b" for char in ':*?"<>|'),
 ]
 
@@ -283,7 +309,9 @@ async def test_active_wallet_stays_active_and_others_keep_their_place(client: Te
     assert (await rename(client, wallet_path="Third", new_name="Last"))[0] == 200
     listing = await (await client.get("/api/wallets/list")).json()
     assert [(w["wallet_name"], w["active"]) for w in listing["wallets"]] == [
-        ("Main", True), ("Second", False), ("Last", False)
+        ("Main", True),
+        ("Second", False),
+        ("Last", False),
     ]
 
 
@@ -351,9 +379,7 @@ async def test_unwritable_registry_rolls_the_folder_back(
 
     monkeypatch.setattr(jobs.rename, "_point_registry", registry_turns_into_a_directory)
     status, body = await rename(client, wallet_path="Default", new_name="Renamed")
-    assert (status, body) == (
-        500, error(500, "Failed to save wallet configuration after rename", rolled_back=True)
-    )
+    assert (status, body) == (500, error(500, "Failed to save wallet configuration after rename", rolled_back=True))
     assert (default / "Bank").is_dir() and not default.with_name("Renamed").exists()
     assert not journal_entries(data_dir)
     registry.rmdir()
@@ -414,7 +440,8 @@ async def test_filesystem_rename_failure_is_500_and_changes_nothing(
 
     monkeypatch.setattr(jobs.rename, "rename_noreplace", refuse)
     assert await rename(client, wallet_path="Default", new_name="Nope") == (
-        500, error(500, "Failed to rename wallet directory on filesystem")
+        500,
+        error(500, "Failed to rename wallet directory on filesystem"),
     )
     assert snapshot(data_dir) == before and not journal_entries(data_dir)
 
@@ -462,7 +489,8 @@ async def test_conflict_that_appears_while_queued_is_409_in_the_job(
     job = await (await client.get(f"/api/jobs/{job_id}", params={"wait": "10"})).json()
     assert job["status"] == "failed"
     assert job["error"] == {
-        "http_status": 409, "body": error(409, "A wallet with the name 'Late' already exists in that location")
+        "http_status": 409,
+        "body": error(409, "A wallet with the name 'Late' already exists in that location"),
     }
     assert (default / "Bank").is_dir() and os.listdir(default.with_name("Late")) == []
     assert not journal_entries(data_dir)
@@ -572,7 +600,8 @@ async def test_a_dozen_concurrent_renames_leave_a_consistent_registry(client: Te
 
 
 async def test_concurrent_renames_to_the_same_name_one_wins(client: TestClient, data_dir: Path) -> None:
-    first, second = await create_wallet(client, "First"), await create_wallet(client, "Second")
+    await create_wallet(client, "First")
+    await create_wallet(client, "Second")
     results = await asyncio.gather(
         rename(client, wallet_path="First", new_name="Winner"), rename(client, wallet_path="Second", new_name="Winner")
     )

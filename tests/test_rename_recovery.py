@@ -1,4 +1,5 @@
 """The rename journal: a crash between the folder move and the registry write is settled at the next start."""
+
 from __future__ import annotations
 
 import asyncio
@@ -8,8 +9,9 @@ import socket
 import subprocess
 import sys
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import aiohttp
 import pytest
@@ -210,7 +212,9 @@ async def test_server_start_settles_both_states(make_client: Any, config: Config
     client = await make_client()
     listing = await (await client.get("/api/wallets/list")).json()
     assert [(w["wallet_name"], w["active"], w["online"]) for w in listing["wallets"]] == [
-        ("Default", True, True), ("Moved New", False, True), ("Unmoved", False, True)
+        ("Default", True, True),
+        ("Moved New", False, True),
+        ("Unmoved", False, True),
     ]
     assert os.listdir(journal_dir(config)) == []
     # And the settled wallets can be renamed again at once.
@@ -251,7 +255,9 @@ async def test_server_killed_between_move_and_registry_write_recovers_at_restart
     port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-c", CRASHING_SERVER, str(config.data_dir), str(port)],
-        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
     try:
         async with aiohttp.ClientSession() as session:
@@ -319,3 +325,28 @@ def test_identity_of_the_unmoved_wallet_rolls_back_although_the_new_name_exists(
     (default.parent / "Taken").mkdir()
     (line,) = settle_journal(config)
     assert "rolled back" in line and registered(config) == [str(default), str(second)]
+
+
+# -- the job's own outcome after the journal was settled ------------------------------------------------
+
+
+def test_cleanup_of_a_rename_that_finished_before_the_kill_completes_it(config: Config) -> None:
+    from datetime import UTC, datetime
+
+    from jobs.models import Job, JobKind
+    from jobs.rename import cleanup_rename
+
+    default, second = set_up(config, "Default", "Second")
+    new = second.with_name("Done")
+    params = {"wallet_path": str(second), "new_name": "Done"}
+    ran = Job.new(JobKind.RENAME, wallet_path=str(second), params=params)
+    ran.started_at = datetime.now(UTC)
+    duplicate = Job.new(JobKind.RENAME, wallet_path=str(second), params=params)  # queued, never ran
+    assert cleanup_rename(config, ran) is None  # nothing renamed yet: the job fails
+    os.rename(second, new)  # the whole rename, journal cleared, before the job's end was stored
+    write_registry(config.registry_path, [RegistryEntry(str(default)), RegistryEntry(str(new))])
+
+    result = cleanup_rename(config, ran)
+    assert result is not None and result["recovered"] is True
+    assert (result["old_path"], result["new_path"], result["job_id"]) == (str(second), str(new), ran.id)
+    assert cleanup_rename(config, duplicate) is None

@@ -1,4 +1,5 @@
 """POST /api/wallets/restore: round trip, never overwriting, zip-slip and link refusal, manifest checks, keys."""
+
 from __future__ import annotations
 
 import hashlib
@@ -18,9 +19,9 @@ from app.wallet import coins, crypto
 from app.wallet.config import Config
 from app.wallet.paths import canonical
 from app.wallet.registry import read_registry
+from jobs.models import Job, JobCancelled, JobFailed, JobKind
 from jobs.restore import restore
 from jobs.restore.archive_checks import entry_name_problem
-from jobs.models import Job, JobCancelled, JobFailed, JobKind
 from tests.conftest import coin_bytes, write_coins
 
 PASSWORD = "correct horse battery staple"
@@ -70,7 +71,9 @@ async def make_wallet(client: TestClient, data_dir: Path, name: str = "Savings")
 
 
 async def backup(client: TestClient, wallet: Path, destination: Path) -> Path:
-    response = await client.post("/api/wallets/backup", json={"wallet_path": str(wallet), "destination": str(destination)})
+    response = await client.post(
+        "/api/wallets/backup", json={"wallet_path": str(wallet), "destination": str(destination)}
+    )
     assert response.status == 200, await response.text()
     return Path((await response.json())["zip_path"])
 
@@ -101,7 +104,9 @@ def build_archive(
     entries: list[dict[str, Any]] = [{"path": root, "type": "dir"}]
     entries += [{"path": root + d, "type": "dir"} for d in dirs]
     for name, data in files.items():
-        entries.append({"path": root + name, "type": "file", "size": len(data), "sha256": hashlib.sha256(data).hexdigest()})
+        entries.append(
+            {"path": root + name, "type": "file", "size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+        )
     document = {
         "format": "cloudcoin-wallet-backup",
         "format_version": 1,
@@ -184,7 +189,9 @@ async def test_restore_round_trip_has_equal_balance_and_identical_files(
     assert not [n for n in os.listdir(target.parent) if n.startswith(".cloudcoin-restore-")]
 
 
-async def test_restore_keeps_the_archive_name_without_new_name(client: TestClient, data_dir: Path, backups: Path) -> None:
+async def test_restore_keeps_the_archive_name_without_new_name(
+    client: TestClient, data_dir: Path, backups: Path
+) -> None:
     wallet = await make_wallet(client, data_dir)
     zip_path = await backup(client, wallet, backups)
     location = backups.parent / "elsewhere"
@@ -236,16 +243,21 @@ def test_restore_refuses_a_name_taken_while_it_ran(
     with pytest.raises(JobFailed) as failed:
         restore.place_and_register(config, plan, temp, lambda: None)
     assert (failed.value.http_status, failed.value.body) == (
-        409, error(409, f"A wallet named 'Hand' already exists in {location}")
+        409,
+        error(409, f"A wallet named 'Hand' already exists in {location}"),
     )
     assert os.listdir(location) == ["Hand"] and os.listdir(location / "Hand") == []
     assert registered(config.data_dir) == []
 
 
-async def test_restore_async_answers_202_and_the_job_completes(client: TestClient, data_dir: Path, backups: Path) -> None:
+async def test_restore_async_answers_202_and_the_job_completes(
+    client: TestClient, data_dir: Path, backups: Path
+) -> None:
     wallet = await make_wallet(client, data_dir)
     zip_path = await backup(client, wallet, backups)
-    response = await client.post("/api/wallets/restore", json={"zip_path": str(zip_path), "new_name": "Later", "async": True})
+    response = await client.post(
+        "/api/wallets/restore", json={"zip_path": str(zip_path), "new_name": "Later", "async": True}
+    )
     assert response.status == 202
     accepted = await response.json()
     job = await (await client.get(f"/api/jobs/{accepted['job_id']}", params={"wait": 30})).json()
@@ -267,25 +279,35 @@ async def test_restore_parameter_errors(client: TestClient, data_dir: Path, tmp_
     assert await restore_call(client, zip_path=missing) == (404, error(404, f"Backup file not found: {missing}"))
     assert await restore_call(client, zip_path=str(tmp_path)) == (404, error(404, f"Backup file not found: {tmp_path}"))
     assert await restore_call(client, zip_path=str(archive), location="rel") == (
-        400, error(400, "location must be an absolute path")
+        400,
+        error(400, "location must be an absolute path"),
     )
     gone = str(tmp_path / "gone")
     assert await restore_call(client, zip_path=str(archive), location=gone) == (
-        400, error(400, f"Location does not exist: {gone}")
+        400,
+        error(400, f"Location does not exist: {gone}"),
     )
     assert await restore_call(client, zip_path=str(archive), location=str(archive)) == (
-        400, error(400, f"Location is not a folder: {archive}")
+        400,
+        error(400, f"Location is not a folder: {archive}"),
     )
     assert await restore_call(client, zip_path=str(archive), location=str(data_dir)) == (
-        400, error(400, "A wallet cannot live inside Client_Data outside its Wallets folder")
+        400,
+        error(400, "A wallet cannot live inside Client_Data outside its Wallets folder"),
     )
     default = str(canonical(data_dir / "Wallets" / "Default"))
     assert await restore_call(client, zip_path=str(archive), location=default) == (
-        400, error(400, f"A wallet cannot be restored inside another wallet: {default}")
+        400,
+        error(400, f"A wallet cannot be restored inside another wallet: {default}"),
     )
-    for bad, why in (("a/b", "it contains a path separator"), ("..", "'.' and '..' are not names"), ("CON", "CON is a reserved device name")):
+    for bad, why in (
+        ("a/b", "it contains a path separator"),
+        ("..", "'.' and '..' are not names"),
+        ("CON", "CON is a reserved device name"),
+    ):
         assert await restore_call(client, zip_path=str(archive), new_name=bad) == (
-            400, error(400, f"Invalid wallet name: {why}")
+            400,
+            error(400, f"Invalid wallet name: {why}"),
         )
     not_zip = tmp_path / "not.zip"
     not_zip.write_bytes(b"hello, not a zip" * 10)
@@ -315,7 +337,9 @@ async def test_restore_refuses_zip_slip_entries_and_writes_nothing(
     client: TestClient, tmp_path: Path, data_dir: Path, evil: str, why: str
 ) -> None:
     def also_list(document: dict[str, Any]) -> None:
-        document["entries"].append({"path": evil, "type": "file", "size": 4, "sha256": hashlib.sha256(b"evil").hexdigest()})
+        document["entries"].append(
+            {"path": evil, "type": "file", "size": 4, "sha256": hashlib.sha256(b"evil").hexdigest()}
+        )
 
     archive = build_archive(tmp_path / "slip.zip", hand_files(), extra=[(evil, b"evil")], edit_manifest=also_list)
     before = everything(tmp_path)
@@ -347,14 +371,21 @@ async def test_restore_refuses_a_symlink_entry(client: TestClient, tmp_path: Pat
     archive = build_archive(tmp_path / "link.zip", hand_files(), extra=[(link, b"/etc/passwd")])
     before = everything(tmp_path)
     status, body = await restore_call(client, zip_path=str(archive))
-    assert (status, body["error"]) == (400, "Refusing to restore: archive entry 'Hand/Bank/link.bin' is a symbolic link")
+    assert (status, body["error"]) == (
+        400,
+        "Refusing to restore: archive entry 'Hand/Bank/link.bin' is a symbolic link",
+    )
     assert everything(tmp_path) == before
 
 
-async def test_restore_refuses_a_flipped_byte(client: TestClient, data_dir: Path, backups: Path, tmp_path: Path) -> None:
+async def test_restore_refuses_a_flipped_byte(
+    client: TestClient, data_dir: Path, backups: Path, tmp_path: Path
+) -> None:
     wallet = await make_wallet(client, data_dir)
     zip_path = await backup(client, wallet, backups)
-    coin = sorted(n for n in zipfile.ZipFile(zip_path).namelist() if n.startswith("Savings/Bank/") and n.endswith(".bin"))[0]
+    coin = sorted(
+        n for n in zipfile.ZipFile(zip_path).namelist() if n.startswith("Savings/Bank/") and n.endswith(".bin")
+    )[0]
     flip_byte_of(zip_path, coin)
     before = everything(tmp_path)
     status, body = await restore_call(client, zip_path=str(zip_path), new_name="Damaged")
@@ -377,7 +408,8 @@ async def test_restore_refuses_an_entry_that_differs_from_the_manifest(client: T
     before = everything(tmp_path)
     status, body = await restore_call(client, zip_path=str(archive))
     assert (status, body["error"]) == (
-        400, "Refusing to restore: archive entry 'Hand/Bank/1 CloudCoin #1 'x'.bin' does not match the manifest (SHA-256 differs)"
+        400,
+        "Refusing to restore: archive entry 'Hand/Bank/1 CloudCoin #1 'x'.bin' does not match the manifest (SHA-256 differs)",
     )
     assert everything(tmp_path) == before
 
@@ -387,8 +419,14 @@ async def test_restore_refuses_an_entry_that_differs_from_the_manifest(client: T
     [
         ("missing", "Refusing to restore: the archive has no backup-manifest.json"),
         ("unlisted", "Refusing to restore: archive entry 'Hand/Bank/extra.bin' is not listed in the manifest"),
-        ("absent", "Refusing to restore: archive entry 'Hand/Bank/ghost.bin' is listed in the manifest but missing from the archive"),
-        ("size", "Refusing to restore: archive entry 'Hand/Fracked/10 CloudCoin #2 'x'.bin' has 439 bytes, the manifest says 440"),
+        (
+            "absent",
+            "Refusing to restore: archive entry 'Hand/Bank/ghost.bin' is listed in the manifest but missing from the archive",
+        ),
+        (
+            "size",
+            "Refusing to restore: archive entry 'Hand/Fracked/10 CloudCoin #2 'x'.bin' has 439 bytes, the manifest says 440",
+        ),
         ("version", "Refusing to restore: manifest format_version 2 is not supported (only 1)"),
         ("format", "Refusing to restore: backup-manifest.json is not a CloudCoin wallet backup manifest"),
         ("outside", "Refusing to restore: archive entry 'stray.txt' lies outside the wallet folder Hand/"),
@@ -403,15 +441,19 @@ async def test_restore_refuses_a_manifest_mismatch(client: TestClient, tmp_path:
     if case == "unlisted":
         extra = [("Hand/Bank/extra.bin", b"x")]
     elif case == "absent":
+
         def edit(d: dict[str, Any]) -> None:
             d["entries"].append({"path": "Hand/Bank/ghost.bin", "type": "file", "size": 1, "sha256": "0" * 64})
     elif case == "size":
+
         def edit(d: dict[str, Any]) -> None:
             d["entries"][-1]["size"] = 440
     elif case == "version":
+
         def edit(d: dict[str, Any]) -> None:
             d["format_version"] = 2
     elif case == "format":
+
         def edit(d: dict[str, Any]) -> None:
             d["format"] = "something"
     elif case == "outside":
@@ -514,7 +556,7 @@ def test_the_restart_cleanup_removes_the_temporary_folder(tmp_path: Path, make_c
     temp = location / restore.temp_name(job.id)
     (temp / "Bank").mkdir(parents=True)
     (temp / "Bank" / "half.bin").write_bytes(b"x")
-    restore.cleanup_restore(config, job)
+    assert restore.cleanup_restore(config, job) is None  # half done: undone, the job fails
     assert not location.joinpath(restore.temp_name(job.id)).exists()
     assert os.listdir(location) == []
 
@@ -527,11 +569,13 @@ def test_the_restart_cleanup_registers_a_wallet_moved_before_the_crash(tmp_path:
     (target / "Bank").mkdir(parents=True)
     (target / "Fracked").mkdir()
     job = Job.new(JobKind.RESTORE, wallet_path=str(target), params={"location": str(location)})
-    restore.cleanup_restore(config, job)  # never started: nothing is registered
+    assert restore.cleanup_restore(config, job) is None  # never started: nothing is registered
     assert registered(config.data_dir) == []
     job.started_at = datetime.now(UTC)
-    restore.cleanup_restore(config, job)
+    result = restore.cleanup_restore(config, job)
     assert registered(config.data_dir) == [str(target)]
+    assert result is not None and result["recovered"] is True and result["wallet_path"] == str(target)
+    assert result["total_notes"] == 0 and result["folders_restored"] == 2
 
 
 # -- the name checks, directly ------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """Restore and verify share one checker: the same crafted archives are refused by both; bombs, depth and
 truncation are clear 4xx answers; cancel and kill -9 mid-restore leave nothing; a round trip keeps bytes,
 modes and times."""
+
 from __future__ import annotations
 
 import asyncio
@@ -124,7 +125,9 @@ def crafted(kind: str, tmp_path: Path) -> Path:
         build_archive(path, hand_files(), extra=[(link, b"/etc/passwd")])
     elif kind == "unlisted":
         entries = wallet_entries(hand_files())
-        write_zip(path, [*entries, ("Hand/Bank/extra.bin", b"x")], json.dumps(manifest_document("Hand/", entries)).encode())
+        write_zip(
+            path, [*entries, ("Hand/Bank/extra.bin", b"x")], json.dumps(manifest_document("Hand/", entries)).encode()
+        )
     elif kind == "manifest-bomb":
         entries = wallet_entries(hand_files())
         text = json.dumps(manifest_document("Hand/", entries))
@@ -192,7 +195,10 @@ async def test_verify_reports_a_file_folder_collision(client: TestClient, tmp_pa
     assert status == 200 and body["ok"] is False
     assert body["problems"] == [{"path": "Hand/Bank/1.bin", "problem": "collides with another entry"}]
     status, refused = await restore_call(client, zip_path=str(tmp_path / "file-folder-collision.zip"))
-    assert (status, refused["error"]) == (400, "Refusing to restore: archive entry 'Hand/Bank/1.bin' collides with another entry")
+    assert (status, refused["error"]) == (
+        400,
+        "Refusing to restore: archive entry 'Hand/Bank/1.bin' collides with another entry",
+    )
 
 
 async def test_a_manifest_over_64_mib_is_refused(client: TestClient, tmp_path: Path) -> None:
@@ -200,9 +206,14 @@ async def test_a_manifest_over_64_mib_is_refused(client: TestClient, tmp_path: P
     assert path.stat().st_size < 1 << 20
     status, body = await restore_call(client, zip_path=str(path))
     size = zipfile.ZipFile(path).getinfo(MANIFEST).file_size
-    assert (status, body["error"]) == (400, f"Refusing to restore: {MANIFEST} is too large ({size:,} bytes; at most 64 MiB)")
+    assert (status, body["error"]) == (
+        400,
+        f"Refusing to restore: {MANIFEST} is too large ({size:,} bytes; at most 64 MiB)",
+    )
     status, verified = await verify_call(client, path)
-    assert verified["problems"] == [{"path": MANIFEST, "problem": f"{MANIFEST} is too large ({size:,} bytes; at most 64 MiB)"}]
+    assert verified["problems"] == [
+        {"path": MANIFEST, "problem": f"{MANIFEST} is too large ({size:,} bytes; at most 64 MiB)"}
+    ]
 
 
 def padded_manifest_archive(tmp_path: Path, padding: int) -> Path:

@@ -1,5 +1,6 @@
 """Graceful shutdown of the real server: SIGTERM during a backup cancels and cleans it, ends the event
 streams, saves the job store and exits within 10 seconds."""
+
 from __future__ import annotations
 
 import json

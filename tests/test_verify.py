@@ -1,4 +1,5 @@
 """POST /api/wallets/backup/verify: a clean archive passes; damage and manifest mismatches are problems."""
+
 from __future__ import annotations
 
 import hashlib
@@ -146,7 +147,8 @@ def test_an_unreadable_file_is_an_error_not_a_problem(tmp_path: Path, monkeypatc
     with pytest.raises(JobFailed) as failed:
         verify_archive(path, cancel=threading.Event(), report=lambda **_: None)
     assert (failed.value.http_status, failed.value.body) == (
-        400, error(400, "The backup file cannot be read: Permission denied")
+        400,
+        error(400, "The backup file cannot be read: Permission denied"),
     )
 
 

@@ -1,4 +1,5 @@
 """The wallet endpoints: list (and aliases), balance, show-coins, locations, create, switch — bodies and errors."""
+
 from __future__ import annotations
 
 import os
@@ -74,7 +75,9 @@ async def test_list_and_its_aliases_answer_the_registered_wallets(client, data_d
                 "online": True,
             }
         ],
-        "locations": [{"path": str(data_dir / "Wallets"), "wallets": [{"index": 0, "name": "Default", "active": True}]}],
+        "locations": [
+            {"path": str(data_dir / "Wallets"), "wallets": [{"index": 0, "name": "Default", "active": True}]}
+        ],
     }
 
 
@@ -90,10 +93,20 @@ async def test_list_groups_wallets_by_location_in_registry_order(client, data_di
     assert [w["index"] for w in body["wallets"]] == [0, 1, 2, 3]
     assert [w["active"] for w in body["wallets"]] == [True, False, False, False]
     assert body["locations"] == [
-        {"path": str(data_dir / "Wallets"), "wallets": [
-            {"index": 0, "name": "Default", "active": True}, {"index": 3, "name": "Second", "active": False}]},
-        {"path": str(usb), "wallets": [
-            {"index": 1, "name": "Savings", "active": False}, {"index": 2, "name": "Travel", "active": False}]},
+        {
+            "path": str(data_dir / "Wallets"),
+            "wallets": [
+                {"index": 0, "name": "Default", "active": True},
+                {"index": 3, "name": "Second", "active": False},
+            ],
+        },
+        {
+            "path": str(usb),
+            "wallets": [
+                {"index": 1, "name": "Savings", "active": False},
+                {"index": 2, "name": "Travel", "active": False},
+            ],
+        },
     ]
 
 
@@ -264,7 +277,9 @@ async def test_unregistered_wallet_folder_is_never_read(client, data_dir, tmp_pa
     real_read = coinfolders._read_file
     monkeypatch.setattr(coinfolders, "_read_file", lambda dir_fd, name: opened.append(name) or real_read(dir_fd, name))
     for raw in ("Stranger", str(inside), str(outside)):
-        await error(await client.get("/api/wallets/balance", params={"wallet_path": raw}), 404, f"Wallet not found: {raw}")
+        await error(
+            await client.get("/api/wallets/balance", params={"wallet_path": raw}), 404, f"Wallet not found: {raw}"
+        )
         await error(await client.get("/api/wallets/show-coins", params={"wallet_path": raw}), 404)
         await error(await client.post("/api/wallets/switch", json={"wallet_path": raw}), 404)
     assert opened == []
@@ -370,7 +385,9 @@ async def test_show_coins_reports_encrypted_multi_and_unreadable_files(client, r
 
 
 async def test_show_coins_of_an_unknown_wallet_is_404(client):
-    await error(await client.get("/api/wallets/show-coins", params={"wallet_path": "Nope"}), 404, "Wallet not found: Nope")
+    await error(
+        await client.get("/api/wallets/show-coins", params={"wallet_path": "Nope"}), 404, "Wallet not found: Nope"
+    )
 
 
 # -- locations --------------------------------------------------------------------------------
@@ -388,7 +405,9 @@ async def test_locations_registers_one_wallet_outside_client_data(client, data_d
     balance = await ok(await client.get("/api/wallets/balance", params={"wallet_path": str(savings)}))
     assert (balance["wallet_name"], balance["total_value"], balance["bank_notes"]) == ("Savings", 2000, 2)
     listed = await ok(await client.get("/api/wallets/list"))
-    assert {"path": str(savings.parent), "wallets": [{"index": 1, "name": "Savings", "active": False}]} in listed["locations"]
+    assert {"path": str(savings.parent), "wallets": [{"index": 1, "name": "Savings", "active": False}]} in listed[
+        "locations"
+    ]
 
 
 async def test_locations_registers_every_wallet_in_a_folder(client, data_dir, tmp_path):
@@ -482,7 +501,9 @@ async def test_create_relative_makes_the_full_wallet_inside_wallets(client, data
     assert registry_of(data_dir) == [str(data_dir / "Wallets" / "Default"), str(wallet)]
     listed = await ok(await client.get("/api/wallets/list"))
     assert [(w["wallet_name"], w["active"], w["online"]) for w in listed["wallets"]] == [
-        ("Default", True, True), ("Savings", False, True)]
+        ("Default", True, True),
+        ("Savings", False, True),
+    ]
 
 
 async def test_create_absolute_outside_client_data(client, data_dir, tmp_path):
@@ -499,14 +520,20 @@ async def test_create_name_with_spaces_and_unicode(client, data_dir):
     name = "Épargne 財布 2"
     body = await ok(await client.post("/api/wallets/create", data={"wallet_path": name}))
     assert body["wallet_name"] == name
-    assert tomllib.loads((data_dir / "Wallets" / name / "config.toml").read_text(encoding="utf-8"))["wallet"]["name"] == name
+    assert (
+        tomllib.loads((data_dir / "Wallets" / name / "config.toml").read_text(encoding="utf-8"))["wallet"]["name"]
+        == name
+    )
 
 
 async def test_create_name_with_quote_and_backslash_keeps_config_toml_valid(client, data_dir, tmp_path):
     (tmp_path / "usb").mkdir()
     name = "it's #1 wallet"
     await ok(await client.post("/api/wallets/create", json={"wallet_path": name}))
-    assert tomllib.loads((data_dir / "Wallets" / name / "config.toml").read_text(encoding="utf-8"))["wallet"]["name"] == name
+    assert (
+        tomllib.loads((data_dir / "Wallets" / name / "config.toml").read_text(encoding="utf-8"))["wallet"]["name"]
+        == name
+    )
 
 
 async def test_create_existing_wallet_is_409(client, data_dir):
@@ -544,8 +571,23 @@ async def test_create_where_an_offline_wallet_is_registered_is_409(make_client, 
 
 @pytest.mark.parametrize(
     "name",
-    ["CON", "nul.txt", "a:b", "a*b", "what?", "a<b>", "a|b", 'say "x"', ".hidden", "$admin", "dot.",
-     "tab\tname", "x" * 65, "..", "."],
+    [
+        "CON",
+        "nul.txt",
+        "a:b",
+        "a*b",
+        "what?",
+        "a<b>",
+        "a|b",
+        'say "x"',
+        ".hidden",
+        "$admin",
+        "dot.",
+        "tab\tname",
+        "x" * 65,
+        "..",
+        ".",
+    ],
 )
 async def test_create_invalid_name_is_400(client, data_dir, name):
     before = snapshot(data_dir)
@@ -608,11 +650,18 @@ async def test_switch_moves_the_row_first_and_list_shows_it_active(client, data_
     wallets = data_dir / "Wallets"
     body = await ok(await client.post("/api/wallets/switch", json={"wallet_path": "Third"}))
     assert {k: body[k] for k in ("command", "success", "wallet_name", "wallet_path")} == {
-        "command": "wallet-switch", "success": True, "wallet_name": "Third", "wallet_path": str(wallets / "Third")}
+        "command": "wallet-switch",
+        "success": True,
+        "wallet_name": "Third",
+        "wallet_path": str(wallets / "Third"),
+    }
     assert registry_of(data_dir) == [str(wallets / "Third"), str(wallets / "Default"), str(wallets / "Second")]
     listed = await ok(await client.get("/api/wallets/list"))
     assert [(w["index"], w["wallet_name"], w["active"]) for w in listed["wallets"]] == [
-        (0, "Third", True), (1, "Default", False), (2, "Second", False)]
+        (0, "Third", True),
+        (1, "Default", False),
+        (2, "Second", False),
+    ]
 
 
 async def test_switch_by_absolute_and_symlinked_path(client, data_dir, tmp_path):

@@ -1,4 +1,5 @@
 """jobs/zip/reader.py: archives of every common archiver read the same, and every structural fault is refused."""
+
 from __future__ import annotations
 
 import os
@@ -77,7 +78,9 @@ def test_python_zipfile_archives(tmp_path: Path, compression: int) -> None:
     assert "W/Empty/deeper/" in read_all(path)
 
 
-@pytest.mark.parametrize("options", [["-r", "-q"], ["-r", "-q", "-0"], ["-r", "-q", "-fz"]], ids=["deflate", "store", "zip64"])
+@pytest.mark.parametrize(
+    "options", [["-r", "-q"], ["-r", "-q", "-0"], ["-r", "-q", "-fz"]], ids=["deflate", "store", "zip64"]
+)
 def test_info_zip_archives(tmp_path: Path, options: list[str]) -> None:
     zip_tool = tool("zip")
     make_tree(tmp_path)
@@ -101,7 +104,9 @@ def test_info_zip_streamed_archive_with_data_descriptors(tmp_path: Path) -> None
 def test_bsdtar_archives(tmp_path: Path, options: str) -> None:
     bsdtar = tool("bsdtar")
     make_tree(tmp_path)
-    subprocess.run([bsdtar, "-c", "-f", "a.zip", "--format", "zip", "--options", options, "W"], cwd=tmp_path, check=True)
+    subprocess.run(
+        [bsdtar, "-c", "-f", "a.zip", "--format", "zip", "--options", options, "W"], cwd=tmp_path, check=True
+    )
     assert_same_as_zipfile(tmp_path / "a.zip")
 
 
@@ -133,16 +138,38 @@ def zip64_by_size(path: Path, entries: list[tuple[bytes, bytes]]) -> Path:
         crc = zlib.crc32(data)
         offset = len(out)
         local_extra = struct.pack("<HHQQ", 1, 16, len(data), len(data))
-        out += struct.pack("<IHHHHHIIIHH", 0x04034B50, 45, 0, 0, 0, 0x21, crc, 0xFFFFFFFF, 0xFFFFFFFF, len(name), len(local_extra))
+        out += struct.pack(
+            "<IHHHHHIIIHH", 0x04034B50, 45, 0, 0, 0, 0x21, crc, 0xFFFFFFFF, 0xFFFFFFFF, len(name), len(local_extra)
+        )
         out += name + local_extra + data
         extra = struct.pack("<HHQQQ", 1, 24, len(data), len(data), offset)
-        central += struct.pack("<IHHHHHHIIIHHHHHII", 0x02014B50, 0x031E, 45, 0, 0, 0, 0x21, crc, 0xFFFFFFFF,
-                               0xFFFFFFFF, len(name), len(extra), 0, 0, 0, 0o100600 << 16, 0xFFFFFFFF)
+        central += struct.pack(
+            "<IHHHHHHIIIHHHHHII",
+            0x02014B50,
+            0x031E,
+            45,
+            0,
+            0,
+            0,
+            0x21,
+            crc,
+            0xFFFFFFFF,
+            0xFFFFFFFF,
+            len(name),
+            len(extra),
+            0,
+            0,
+            0,
+            0o100600 << 16,
+            0xFFFFFFFF,
+        )
         central += name + extra
     cd_offset = len(out)
     out += central
     end64 = len(out)
-    out += struct.pack("<IQHHIIQQQQ", 0x06064B50, 44, 0x031E, 45, 0, 0, len(entries), len(entries), len(central), cd_offset)
+    out += struct.pack(
+        "<IQHHIIQQQQ", 0x06064B50, 44, 0x031E, 45, 0, 0, len(entries), len(entries), len(central), cd_offset
+    )
     out += struct.pack("<IIQI", 0x07064B50, 0, end64, 1)
     out += struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, 0xFFFF, 0xFFFF, 0xFFFFFFFF, 0xFFFFFFFF, 0)
     path.write_bytes(bytes(out))
@@ -150,7 +177,9 @@ def zip64_by_size(path: Path, entries: list[tuple[bytes, bytes]]) -> Path:
 
 
 def test_zip64_by_size(tmp_path: Path) -> None:
-    path = zip64_by_size(tmp_path / "z64.zip", [(b"W/a.bin", b"a" * 439), (b"W/empty", b""), (b"W/big", os.urandom(CHUNK + 1))])
+    path = zip64_by_size(
+        tmp_path / "z64.zip", [(b"W/a.bin", b"a" * 439), (b"W/empty", b""), (b"W/big", os.urandom(CHUNK + 1))]
+    )
     assert_same_as_zipfile(path)
 
 
@@ -207,7 +236,9 @@ def test_truncated_end_records(tmp_path: Path, cut: int) -> None:
 def test_truncated_zip64_end_records(tmp_path: Path) -> None:
     path = zip64_by_size(tmp_path / "z.zip", [(b"W/a", b"abc")])
     raw = path.read_bytes()
-    path.write_bytes(raw[: len(raw) - 22 - 20 - 30] + raw[len(raw) - 22 - 20 :])  # 30 bytes of the ZIP64 end record gone
+    path.write_bytes(
+        raw[: len(raw) - 22 - 20 - 30] + raw[len(raw) - 22 - 20 :]
+    )  # 30 bytes of the ZIP64 end record gone
     assert "ZIP64" in refused(path).problem
 
 

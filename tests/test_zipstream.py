@@ -17,14 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from jobs.zip.writer import (
-    EntryResult,
-    ZipFormatError,
-    ZipProblem,
-    ZipWriter,
-    iter_zip_entries,
-    verify_zip,
-)
+from jobs.zip.readback import ZipFormatError, ZipProblem, iter_zip_entries, verify_zip
+from jobs.zip.writer import EntryResult, ZipWriter
 
 COMMENT = b"CloudCoin wallet backup: Wallet, 2025-03-14"
 MTIME = time.mktime((2025, 3, 14, 15, 9, 26, 0, 0, -1))
@@ -198,9 +192,7 @@ def test_unzip_t_accepts_the_archive(sample: tuple[Path, dict[str, bytes]]) -> N
     unzip_test(sample[0])
 
 
-@pytest.mark.parametrize(
-    "command", [["bsdtar", "-tf"], ["7z", "t"]], ids=["bsdtar", "7-zip"]
-)
+@pytest.mark.parametrize("command", [["bsdtar", "-tf"], ["7z", "t"]], ids=["bsdtar", "7-zip"])
 @pytest.mark.parametrize("writer_class", [ZipWriter, TinyZip64Writer], ids=["plain", "zip64"])
 def test_other_common_readers_accept_the_archive(
     tmp_path: Path, command: list[str], writer_class: type[ZipWriter]
@@ -220,9 +212,7 @@ def test_results_report_crc_and_sizes_and_on_chunk_sees_original_bytes(tmp_path:
     with open(tmp_path / "a.zip", "wb") as out, ZipWriter(out, spool_dir=tmp_path) as writer:
         for name in files:
             digest = seen[name] = hashlib.sha256()
-            results[name] = writer.add_file(
-                name, tmp_path / "src" / name, compress=True, on_chunk=digest.update
-            )
+            results[name] = writer.add_file(name, tmp_path / "src" / name, compress=True, on_chunk=digest.update)
         assert writer.entries == len(files)
         assert writer.bytes_in == sum(len(d) for d in files.values())
         size = writer.close()
@@ -334,9 +324,7 @@ def test_failed_stream_is_cut_off_and_the_archive_stays_valid(tmp_path: Path) ->
     assert verify_zip(path) == (2, [])
 
 
-@pytest.mark.parametrize(
-    "name", ["", "/etc/passwd", "..", "../up", "a/../../up", "a/..", "back\\slash", "nul\x00byte"]
-)
+@pytest.mark.parametrize("name", ["", "/etc/passwd", "..", "../up", "a/../../up", "a/..", "back\\slash", "nul\x00byte"])
 def test_unsafe_names_are_refused(tmp_path: Path, name: str) -> None:
     with open(tmp_path / "t.zip", "wb") as out, ZipWriter(out, spool_dir=tmp_path) as writer:
         with pytest.raises(ValueError):
@@ -506,9 +494,7 @@ def test_verify_clean_archive_counts_every_entry(sample: tuple[Path, dict[str, b
 
 
 @pytest.mark.parametrize("name", ["Wallet/Bank/coin.bin", "Wallet/Bank/big.bin"])
-def test_verify_reports_a_flipped_stored_byte_with_its_entry(
-    sample: tuple[Path, dict[str, bytes]], name: str
-) -> None:
+def test_verify_reports_a_flipped_stored_byte_with_its_entry(sample: tuple[Path, dict[str, bytes]], name: str) -> None:
     path, expected = sample
     flip_byte(path, data_offset(path, name) + len(expected[name]) // 2)
     checked, problems = verify_zip(path)
@@ -583,7 +569,7 @@ def test_verify_calls_on_entry_at_the_asked_multiples(sample: tuple[Path, dict[s
 
 
 def test_verify_accepts_local_headers_that_differ_only_where_it_does_not_check(
-    sample: tuple[Path, dict[str, bytes]]
+    sample: tuple[Path, dict[str, bytes]],
 ) -> None:
     """The fast path compares whole header bytes; a difference it does not judge (the time) is not a problem."""
     path, _ = sample

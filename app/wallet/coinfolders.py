@@ -1,5 +1,6 @@
 """Reading a wallet's coin folders: the balance and coin pages (blocking; the wallet service runs them on
 its thread pool). One bad file never fails a request: it is valued by its name or listed as unreadable."""
+
 from __future__ import annotations
 
 import contextlib

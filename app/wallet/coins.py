@@ -48,9 +48,7 @@ _POWN_SIZE = 13
 # One entry per byte value -> its two POWN letters. A nibble of no known code reads as "u":
 # the status is unknown, and a stray code must not make an otherwise sound coin unreadable.
 _NIBBLE_LETTERS = {code: letter for letter, code in POWN_CODES.items()}
-_POWN_BYTE_TABLE = tuple(
-    _NIBBLE_LETTERS.get(b >> 4, "u") + _NIBBLE_LETTERS.get(b & 0xF, "u") for b in range(256)
-)
+_POWN_BYTE_TABLE = tuple(_NIBBLE_LETTERS.get(b >> 4, "u") + _NIBBLE_LETTERS.get(b & 0xF, "u") for b in range(256))
 _NAME_VALUE = re.compile(r"\s*(\d{1,3}(?:,\d{3})+|\d+)(?:\.(\d{1,8}))?\s+CloudCoin\b")
 
 
@@ -123,9 +121,7 @@ class CoinFileInfo:
 
 
 def _check_numbers(numbers: tuple[bytes, ...], what: str) -> None:
-    if len(numbers) != RAIDA_COUNT or any(
-        not isinstance(n, bytes) or len(n) != AN_SIZE for n in numbers
-    ):
+    if len(numbers) != RAIDA_COUNT or any(not isinstance(n, bytes) or len(n) != AN_SIZE for n in numbers):
         raise ValueError(f"{what} must be {RAIDA_COUNT} values of {AN_SIZE} bytes")
 
 
@@ -230,8 +226,15 @@ def build_coin_file(
     tail = _pack_pown(pown) + bytes(task_id) if len(coins) == 1 else MOTTO
     parts = [
         _FILE_HEADER.pack(
-            FORMAT, CLOUD_ID, COIN_ID, experimental, Encryption.NONE, len(coins),
-            bytes(7), int(with_pans), tail,
+            FORMAT,
+            CLOUD_ID,
+            COIN_ID,
+            experimental,
+            Encryption.NONE,
+            len(coins),
+            bytes(7),
+            int(with_pans),
+            tail,
         )
     ]
     for coin in coins:

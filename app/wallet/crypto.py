@@ -51,11 +51,7 @@ def key_check(key: bytes) -> bytes:
 
 def is_under_key(data: bytes, key: bytes) -> bool:
     """Whether the file header says it is encrypted under ``key``."""
-    return (
-        len(data) >= HEADER_SIZE
-        and data[_ENCRYPTION_BYTE] != Encryption.NONE
-        and data[_KEY_CHECK] == key_check(key)
-    )
+    return len(data) >= HEADER_SIZE and data[_ENCRYPTION_BYTE] != Encryption.NONE and data[_KEY_CHECK] == key_check(key)
 
 
 def _ctr(key: bytes, nonce: bytes) -> Cipher:
@@ -154,9 +150,7 @@ class CoinEncryptor:
 
     def _refill(self) -> None:
         nonces = _draw_nonces()
-        copies = b"".join(
-            nonces[i : i + NONCE_SIZE] * _CTR_BLOCKS for i in range(0, len(nonces), NONCE_SIZE)
-        )
+        copies = b"".join(nonces[i : i + NONCE_SIZE] * _CTR_BLOCKS for i in range(0, len(nonces), NONCE_SIZE))
         counters = int.from_bytes(copies, "big") + _BATCH_STEPS
         self._stream = self._ecb.update(counters.to_bytes(len(copies), "big"))
         self._nonces = nonces
@@ -168,8 +162,7 @@ def _draw_nonces() -> bytes:
     while True:
         nonces = os.urandom(NONCE_SIZE * _BATCH)
         if nonces.find(b"\xff" * 8) < 0 or all(
-            int.from_bytes(nonces[i : i + NONCE_SIZE], "big") <= _NONCE_LIMIT
-            for i in range(0, len(nonces), NONCE_SIZE)
+            int.from_bytes(nonces[i : i + NONCE_SIZE], "big") <= _NONCE_LIMIT for i in range(0, len(nonces), NONCE_SIZE)
         ):
             return nonces
 

@@ -9,9 +9,11 @@ Handlers raise these; the error middleware (app.web.middleware) turns them into 
 that escapes a handler is an error, logged with its traceback and answered 500 with a request id.
 The domain modules raise them too: they carry no aiohttp type, only a status and a dict.
 """
+
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 
 class ApiError(Exception):

@@ -1,4 +1,5 @@
 """The login key: derived at /api/system/login, held in memory only, never written or logged."""
+
 from __future__ import annotations
 
 import threading

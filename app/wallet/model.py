@@ -1,4 +1,5 @@
 """The Wallet value: one registered wallet as the registry and its folder describe it."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

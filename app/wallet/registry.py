@@ -1,4 +1,5 @@
 """The wallet registry, Client_Data/wallet-locations.csv: read it, and rewrite it whole and atomically."""
+
 from __future__ import annotations
 
 import csv

@@ -1,4 +1,5 @@
 """Durable file changes: atomic writes (temporary name, fsync, rename, fsync the directory) and renames that never replace."""
+
 from __future__ import annotations
 
 import ctypes
@@ -7,8 +8,8 @@ import errno
 import os
 import sys
 import tempfile
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 
 def fsync_dir(path: Path) -> None:

@@ -4,21 +4,32 @@ The service runs every disk touch (registry reads and writes, folder walks, head
 own thread pool through `run_blocking`; the event loop only awaits. Registry changes are serialised by
 `registry_lock`, which the rename job holds too.
 """
+
 from __future__ import annotations
 
 import asyncio
+import builtins
 import logging
 import os
 import shutil
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 from app.wallet.coinfolders import HeaderScan, is_wallet_folder, scan_coin_headers, wallet_balance, wallet_coins
 from app.wallet.config import Config
 from app.wallet.errors import ApiError, WalletNotFound
 from app.wallet.model import Wallet
-from app.wallet.paths import Unresolvable, canonical, folder_name_problem, is_inside, wallet_argument
+from app.wallet.paths import (
+    Unresolvable,
+    canonical,
+    is_inside,
+    sibling_names,
+    wallet_argument,
+    wallet_name_problem,
+    write_refusal,
+)
 from app.wallet.registry import Registry, RegistryEntry, location_type, path_problem, read_registry, write_registry
 from app.wallet.storage import atomic_write_bytes
 
@@ -26,8 +37,24 @@ log = logging.getLogger(__name__)
 
 #: The reference client's wallet layout (storage.md).
 WALLET_FOLDERS = (
-    "Bank", "Corrupted", "Counterfeit", "Duplicates", "Encryption_Failed", "Errored", "Export", "Fracked",
-    "Grade", "Import", "Imported", "Limbo", "Lockered", "Pending", "Receipts", "Sent", "Suspect", "Trash",
+    "Bank",
+    "Corrupted",
+    "Counterfeit",
+    "Duplicates",
+    "Encryption_Failed",
+    "Errored",
+    "Export",
+    "Fracked",
+    "Grade",
+    "Import",
+    "Imported",
+    "Limbo",
+    "Lockered",
+    "Pending",
+    "Receipts",
+    "Sent",
+    "Suspect",
+    "Trash",
     "Withdrawn",
 )
 TRANSACTIONS_HEADER = "Symbol,Task ID,Date & Time,Remarks,Deposit,Withdraw,Description,Balance\n"
@@ -175,7 +202,13 @@ class WalletService:
 
     def _create(self, raw: str) -> Wallet:
         name = os.path.basename(raw.rstrip("/"))
-        problem = folder_name_problem(name)
+        registry = self.read()
+        try:
+            parent = wallet_argument(raw, self._config.wallets_dir).parent
+        except Unresolvable:
+            parent = None
+        siblings = [] if parent is None else sibling_names((e.wallet_path for e in registry.entries), parent)
+        problem = wallet_name_problem(name, siblings)
         if problem:
             raise ApiError(400, f"Invalid wallet name: {problem}")
         try:
@@ -187,7 +220,6 @@ class WalletService:
             raise ApiError(400, f"Invalid wallet path: {problem}")
         if is_inside(path, self.data_dir) and not is_inside(path, canonical(self._config.wallets_dir)):
             raise ApiError(400, "A wallet cannot live inside Client_Data outside its Wallets folder")
-        registry = self.read()
         if registry.index_of(str(path)) is not None:
             # Registered but its folder is missing (an unplugged stick): a new folder would shadow it.
             raise ApiError(409, f"A wallet is already registered at: {path}")
@@ -201,7 +233,11 @@ class WalletService:
         try:
             make_wallet_folder(path)
         except OSError as exc:
-            _remove_new_wallet(path)
+            if not isinstance(exc, FileExistsError):
+                _remove_new_wallet(path)
+            refusal = write_refusal(exc, "Cannot create the wallet folder", path)
+            if refusal is not None:
+                raise refusal from None
             raise ApiError(500, f"Cannot create wallet folder: {exc.strerror}") from exc
         entries = [*registry.entries, RegistryEntry(str(path), location_type(str(path)))]
         try:
@@ -224,11 +260,11 @@ class WalletService:
         self.save(entries)
         return self.wallet_at(Registry(tuple(entries)), 0)
 
-    async def add_location(self, raw: str) -> list[str]:
+    async def add_location(self, raw: str) -> builtins.list[str]:
         async with self.registry_lock:
             return await self._run(self._add_location, raw)
 
-    def _add_location(self, raw: str) -> list[str]:
+    def _add_location(self, raw: str) -> builtins.list[str]:
         if not os.path.isabs(raw):
             raise ApiError(400, "Location must be an absolute path")
         try:
@@ -249,7 +285,8 @@ class WalletService:
             found = sorted(
                 # Dot folders are never wallets (names cannot start with '.'); a restore in progress
                 # extracts into one and must not be registered half-written.
-                child for child in (path / name for name in names if not name.startswith("."))
+                child
+                for child in (path / name for name in names if not name.startswith("."))
                 if not child.is_symlink() and child.is_dir() and is_wallet_folder(child)
             )
         registry = self.read()

@@ -11,6 +11,7 @@ Nothing per entry is kept alive in Python: quality.md measured garbage-collector
 per-entry objects stalling the event loop. The central directory and the manifest's entry lines
 are spooled to nameless temporary files in the destination.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -22,7 +23,7 @@ import threading
 from collections.abc import Callable
 from json.encoder import encode_basestring_ascii as _json_str
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO
 
 from app.wallet.crypto import CoinEncryptor
 from jobs.backup.coins import (
@@ -32,7 +33,7 @@ from jobs.backup.coins import (
     admit_other_coin_file,
     plain_single_units,
 )
-from jobs.backup.manifest import FolderStats, add_manifest, manifest_head, manifest_tail
+from jobs.backup.manifest import FolderStats, add_manifest, manifest_head, manifest_tail, summary_comment
 from jobs.backup.output import HashingFile
 from jobs.models import JobCancelled
 from jobs.zip.writer import ZipWriter
@@ -91,8 +92,11 @@ class Archiver:
         cancel: threading.Event,
         report: Report,
         total: int,
+        plan_id: str | None = None,
     ) -> None:
         self.wallet = wallet
+        self.plan_id = plan_id
+        self.comment = b""
         self.job_id = job_id
         self.date = date
         self.spool_dir = spool_dir
@@ -130,8 +134,7 @@ class Archiver:
             try:
                 self._walk(writer, manifest)
                 self._add_manifest(writer, manifest)
-                comment = f"CloudCoin wallet backup: {self.wallet.name}, {self.date}".encode("utf-8", "replace")
-                writer.close(comment=comment[:0xFFFF])
+                writer.close(comment=self.comment)
             except BaseException:
                 writer.abort()
                 raise
@@ -143,7 +146,7 @@ class Archiver:
         if len(self.skipped) < _MAX_SKIPPED_LISTED:
             self.skipped.append({"path": path, "reason": reason})
 
-    def _walk(self, writer: ZipWriter, manifest: BinaryIO) -> None:
+    def _walk(self, writer: ZipWriter, manifest: IO[bytes]) -> None:
         """Every folder and file of the wallet into the archive, each entry's line into the manifest.
 
         The hot loop (~100,000 turns for a big wallet): locals instead of attributes and globals,
@@ -245,6 +248,7 @@ class Archiver:
                         except OSError as exc:
                             skip(arc, f"cannot be opened: {exc.strerror}")
                             continue
+                        data: bytes | None
                         try:
                             st = fstat(fd)
                             if not is_reg(st.st_mode):
@@ -344,13 +348,14 @@ class Archiver:
             return None, 0
         return digest.hexdigest(), result.size
 
-    def _add_manifest(self, writer: ZipWriter, manifest: BinaryIO) -> None:
+    def _add_manifest(self, writer: ZipWriter, manifest: IO[bytes]) -> None:
         head = manifest_head(
             wallet_name=self.wallet.name,
             wallet_path=str(self.wallet),
             job_id=self.job_id,
             reencrypted=self.reencrypted > 0,
             key_check=self.encryptor.key_check if self.encryptor is not None else None,
+            plan_id=self.plan_id,
         )
         tail = manifest_tail(
             entry_count=writer.entries,  # every entry so far; the manifest is not listed in itself
@@ -360,6 +365,7 @@ class Archiver:
             counters=self.counters(),
         )
         add_manifest(writer, manifest, head=head, tail=tail)
+        self.comment = summary_comment(head, tail, date=self.date)
 
 
 def _bad_name(name: str) -> bool:

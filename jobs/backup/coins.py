@@ -5,6 +5,7 @@ its way into the archive (type 4, `app.wallet.crypto.CoinEncryptor`); everything
 byte. The walk tells the common case, a 439-byte plaintext single coin, with `plain_single_units`
 alone; every other `.bin` goes through `admit_other_coin_file`, which reads its headers.
 """
+
 from __future__ import annotations
 
 import logging

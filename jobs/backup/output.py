@@ -1,4 +1,5 @@
 """The archive's output file: unbuffered writes that keep a running SHA-256 of what reached the disk."""
+
 from __future__ import annotations
 
 import hashlib

@@ -8,6 +8,7 @@
 
 The manifest is read by jobs/restore/manifest.py, the whole archive checked by jobs/restore/checker.py.
 """
+
 from __future__ import annotations
 
 import re

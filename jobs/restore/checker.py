@@ -16,6 +16,7 @@ Both jobs drive a `BackupCheck` the same way, so they refuse exactly the same ar
 Every problem goes to the `on_problem(path, problem, kind)` callback as it is found: restore raises
 its refusal from there (the first problem stops it), verify collects them and the check goes on.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -26,9 +27,9 @@ from collections.abc import Callable, Iterator
 from functools import partial
 
 from jobs.backup.manifest import MANIFEST_NAME
+from jobs.models import JobCancelled
 from jobs.restore.archive_checks import MAX_COMPONENT, MAX_DEPTH, entry_name_problem, entry_type_problem
 from jobs.restore.manifest import MAX_MANIFEST, ManifestError, ManifestStream
-from jobs.models import JobCancelled
 from jobs.zip.reader import ArchiveError, EntryDamaged, Record, ZipReader
 
 #: problem kinds, for the jobs' wording
@@ -374,7 +375,9 @@ class BackupCheck:
                 raise ManifestError(f"manifest lists {listed[0]!r} twice")
             index[listed[0]] = listed
             if len(index) > MAX_INDEX:
-                raise ManifestError(f"manifest lists its entries in another order than the archive (over {MAX_INDEX:,} apart)")
+                raise ManifestError(
+                    f"manifest lists its entries in another order than the archive (over {MAX_INDEX:,} apart)"
+                )
         return index
 
     def _drain(self, name: str, chunks: Iterator[bytes]) -> None:

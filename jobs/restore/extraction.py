@@ -10,6 +10,7 @@ decrypted on the way out. No file is fsynced by itself: the whole tree is made d
 (`jobs.restore.temp.sync_tree`) before the caller renames it into place. A refusal, failure or cancel
 removes the folder again.
 """
+
 from __future__ import annotations
 
 import logging
@@ -19,9 +20,11 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 from app.wallet import coins, crypto
 from app.wallet.coinfolders import VALUE_FOLDERS, coin_file_value
+from app.wallet.paths import write_refusal
 from jobs.backup.coins import COIN_FOLDERS, plain_single_units
 from jobs.models import JobCancelled, JobFailed
 from jobs.restore.archive_checks import REPORT_EVERY, Report
@@ -87,6 +90,9 @@ def extract_archive(
             os.mkdir(temp, 0o700)
         except OSError as exc:
             log.error("restore: cannot create %s: %s", temp, exc)
+            refused = write_refusal(exc, "Cannot restore into the location", plan.location)
+            if refused is not None:  # the place, not the server: a 403/400 with the reason
+                raise JobFailed.from_error(refused) from None
             raise failure(500, f"Cannot create the wallet folder in {plan.location}: {exc.strerror}") from None
         with removed_on_failure(temp):
             writer = _Writer(temp, root, key, cancel)
@@ -193,7 +199,7 @@ class _Writer:
                         data = self._maybe_decrypt(rel, data)
                     self._write(fd, rel, data)
                 else:
-                    for chunk in data:  # type: ignore[union-attr]
+                    for chunk in cast("Iterator[bytes]", data):
                         if self.cancel.is_set():  # a big file stops between its chunks
                             raise JobCancelled()
                         self._write(fd, rel, chunk)

@@ -6,6 +6,7 @@ ever holds the value being parsed, every value is parsed by its own short `raw_d
 is released between them, so the event loop keeps answering), and no value may exceed 1 MiB.
 The fields after the entry list are checked for well-formed JSON and otherwise skipped.
 """
+
 from __future__ import annotations
 
 import codecs
@@ -89,7 +90,9 @@ class ManifestStream:
                 value, end = _decode(self._buf, self._pos)
             except (ValueError, RecursionError):
                 if len(self._buf) - self._pos > MAX_VALUE:
-                    raise ManifestError(f"{MANIFEST_NAME} is not valid JSON, or holds a value over {MAX_VALUE:,} characters") from None
+                    raise ManifestError(
+                        f"{MANIFEST_NAME} is not valid JSON, or holds a value over {MAX_VALUE:,} characters"
+                    ) from None
                 if not self._more():
                     raise ManifestError(f"{MANIFEST_NAME} is not valid JSON") from None
                 continue
@@ -178,7 +181,12 @@ def _check_head(fields: dict[str, Any]) -> tuple[str, str | None]:
     if type(version) is not int or version != MANIFEST_VERSION:
         raise ManifestError(f"manifest format_version {version!r} is not supported (only {MANIFEST_VERSION})")
     root = fields.get("root")
-    if not isinstance(root, str) or not root.endswith("/") or root.count("/") != 1 or entry_name_problem(root) is not None:
+    if (
+        not isinstance(root, str)
+        or not root.endswith("/")
+        or root.count("/") != 1
+        or entry_name_problem(root) is not None
+    ):
         raise ManifestError(f"manifest root {root!r} is not a single folder name")
     key_check = fields.get("key_check")
     if key_check is not None and not isinstance(key_check, str):

@@ -3,6 +3,7 @@
 It lies beside the target as ``.cloudcoin-restore-<job id>.tmp`` (a dot folder, never taken for a
 wallet), so that the restart cleanup of an interrupted job finds it by the job's id.
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -39,7 +40,7 @@ def _load_syncfs() -> Callable[[int], int] | None:
         return None
     func.argtypes = (ctypes.c_int,)
     func.restype = ctypes.c_int
-    return func  # type: ignore[no-any-return]
+    return func
 
 
 _syncfs = _load_syncfs()

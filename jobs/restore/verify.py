@@ -5,17 +5,19 @@ structural fault, unsafe name, duplicate, collision, CRC-32 and SHA-256 mismatch
 disagreement restore refuses is a problem here. Everything found is a problem in the answer (``ok``
 false); a file that is no ZIP at all is a problem too, not an error.
 """
+
 from __future__ import annotations
 
+import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from jobs.restore.checker import BackupCheck, CheckStopped
 from jobs.context import JobContext, JobView
 from jobs.models import JobCancelled, JobFailed
 from jobs.restore.archive_checks import REPORT_EVERY, Report
+from jobs.restore.checker import BackupCheck, CheckStopped
 from jobs.restore.plan import required_zip_path, resolve_zip_path
 from jobs.services import Services
 from jobs.shape import Params
@@ -53,8 +55,11 @@ async def run_verify(plan: VerifyPlan, ctx: JobContext) -> dict[str, Any]:
     zip_path = plan.zip_path
     if not await ctx.run_blocking(zip_path.is_file):
         raise JobFailed.plain(404, f"Backup file not found: {zip_path}")
+    before = await ctx.run_blocking(os.stat, zip_path)
     body = await ctx.run_blocking(verify_archive, zip_path, cancel=ctx.cancel_event, report=ctx.report)
     body["job_id"] = ctx.job.id
+    if body.get("ok"):
+        await ctx.services.archive_verified(str(zip_path), before.st_size, before.st_mtime_ns)
     return body
 
 

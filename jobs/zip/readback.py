@@ -8,8 +8,6 @@ import zlib
 from collections.abc import Callable, Iterable, Iterator
 
 from jobs.zip.records import (
-    ZipFormatError,
-    ZipProblem,
     _CENTRAL_READ,
     _CHUNK,
     _DEFLATED,
@@ -33,6 +31,8 @@ from jobs.zip.records import (
     _U32,
     _U64,
     _ZIP64_EXTRA_ID,
+    ZipFormatError,
+    ZipProblem,
 )
 
 __all__ = ["ZipFormatError", "ZipProblem", "iter_zip_entries", "verify_zip"]
@@ -97,9 +97,7 @@ def _find_end(fd: int, file_size: int) -> tuple[int, int, int, int]:
     return count, cd_offset + shift, cd_size, shift
 
 
-def _zip64_extra(
-    extra: bytes | memoryview, usize: int, csize: int, off: int
-) -> tuple[int, int, int]:
+def _zip64_extra(extra: bytes | memoryview, usize: int, csize: int, off: int) -> tuple[int, int, int]:
     """Replace the all-ones fields by the values of the ZIP64 extra field, in APPNOTE order."""
     i = 0
     while i + 4 <= len(extra):
@@ -261,9 +259,7 @@ def _verify_fd(
     except (ValueError, ArithmeticError, struct.error) as exc:  # a defect is a problem, not a crash
         problems.append(ZipProblem("", f"archive unreadable: {exc}"))
     if checked != count:
-        problems.append(
-            ZipProblem("", f"central directory holds {checked} entries, its end record says {count}")
-        )
+        problems.append(ZipProblem("", f"central directory holds {checked} entries, its end record says {count}"))
     return checked, problems
 
 
@@ -350,9 +346,7 @@ def _pread_chunks(fd: int, offset: int, size: int) -> Iterator[bytes]:
         offset += len(chunk)
 
 
-def _inflate_check(
-    chunks: Iterable[bytes | memoryview], usize: int
-) -> tuple[int, int, str | None]:
+def _inflate_check(chunks: Iterable[bytes | memoryview], usize: int) -> tuple[int, int, str | None]:
     """Inflate in bounded steps (a tiny entry may claim to hold gigabytes); (crc, size, problem)."""
     d = zlib.decompressobj(-15)
     crc = 0

@@ -11,6 +11,7 @@ pass reports it per entry and goes on, so that a verification can name every dam
 Entries must lie in the file in the order the directory lists them, as every archiver writes them;
 an archive whose directory is shuffled is refused ("out of file order") rather than read with seeks.
 """
+
 from __future__ import annotations
 
 import os
@@ -143,7 +144,11 @@ class ZipReader:
                 raise ArchiveError("multi-volume archives are not supported")
             if here != count64:
                 raise ArchiveError(f"ZIP64 end record counts {here} entries on this disk but {count64} in all")
-            for small, big, ones in ((count, count64, 0xFFFF), (cd_size, cd_size64, _ONES32), (cd_offset, cd_offset64, _ONES32)):
+            for small, big, ones in (
+                (count, count64, 0xFFFF),
+                (cd_size, cd_size64, _ONES32),
+                (cd_offset, cd_offset64, _ONES32),
+            ):
                 if small not in (big, ones, big & ones):
                     raise ArchiveError("the end record and the ZIP64 end record disagree")
             count, cd_size, cd_offset, cd_end = count64, cd_size64, cd_offset64, where
@@ -195,7 +200,9 @@ class ZipReader:
                 raise ArchiveError("entry overlaps the one before it, or is out of file order", path)
             low = off + 30 + nlen + csize
             if low > cd_offset:
-                raise ArchiveError("entry runs into the central directory (truncated archive?)", name.decode("utf-8", "replace"))
+                raise ArchiveError(
+                    "entry runs into the central directory (truncated archive?)", name.decode("utf-8", "replace")
+                )
             yield Record(name, flags, method, crc, csize, usize, off, attr, (date << 16) | time)
             pos += total
         if seen != self.count:
@@ -216,7 +223,9 @@ class ZipReader:
                     name = tail[pos + 46 : pos + 46 + nlen]
                     try:
                         if _ONES32 in (usize, csize, off):
-                            usize, csize, off = _zip64_values(tail[pos + 46 + nlen : pos + 46 + nlen + xlen], usize, csize, off)
+                            usize, csize, off = _zip64_values(
+                                tail[pos + 46 + nlen : pos + 46 + nlen + xlen], usize, csize, off
+                            )
                     except ArchiveError:
                         return None
                     return Record(name, flags, method, crc, csize, usize, off + self.shift, attr, (date << 16) | time)
@@ -275,7 +284,9 @@ class ZipReader:
             if lnlen != len(name) or win[rel + 30 : head_end] != name:
                 raise ArchiveError("local header name differs from the central directory", decode_name(record))
             if lmethod != method or (lflags ^ flags) & (FLAG_ENCRYPTED | FLAG_DESCRIPTOR):
-                raise ArchiveError("local header method or flags differ from the central directory", decode_name(record))
+                raise ArchiveError(
+                    "local header method or flags differ from the central directory", decode_name(record)
+                )
             if not flags & FLAG_DESCRIPTOR:
                 if lcrc != crc:
                     raise ArchiveError("local header CRC-32 differs from the central directory", decode_name(record))
@@ -301,7 +312,11 @@ class ZipReader:
                 continue
             drel = data_off - win_start
             if drel + csize > len(win):
-                win, win_start, drel = _pread_exact(fd, min(max(CHUNK, csize), self.cd_offset - data_off), data_off), data_off, 0
+                win, win_start, drel = (
+                    _pread_exact(fd, min(max(CHUNK, csize), self.cd_offset - data_off), data_off),
+                    data_off,
+                    0,
+                )
             data = win[drel : drel + csize]
             if len(data) < csize:
                 raise ArchiveError("entry data truncated", decode_name(record))
@@ -337,7 +352,7 @@ class ZipReader:
         raw = _pread_exact(self.fd, 24, data_end)
         start = 4 if raw.startswith(_DESCRIPTOR_SIG) else 0
         zip64 = record.csize >= _ONES32 or record.usize >= _ONES32
-        for wide in ((True,) if zip64 else (False, True)):
+        for wide in (True,) if zip64 else (False, True):
             if wide:
                 fields = struct.unpack_from("<IQQ", raw, start) if len(raw) >= start + 20 else None
                 length = start + 20

@@ -80,7 +80,6 @@ _DOS_MIN = ((1 << 5) | 1, 0)  # 1980-01-01 00:00:00 as (date, time)
 _DOS_MAX = ((127 << 9) | (12 << 5) | 31, (23 << 11) | (59 << 5) | 29)  # 2107-12-31 23:59:58
 
 
-
 @dataclass(frozen=True, slots=True)
 class ZipProblem:
     """One defect found by `verify_zip`; `path` is the entry's name, "" for the archive itself."""

@@ -1,4 +1,5 @@
 """Handlers of the job endpoints: list, read (long polling), events (SSE), cancel, the tasks poller."""
+
 from __future__ import annotations
 
 import json
@@ -52,7 +53,7 @@ async def task_status(request: web.Request) -> web.Response:
     if not job_id:
         raise missing_parameter("task_id")
     job = find_job(request.app[runner_key], job_id)
-    data: Any = job.result if job.status is JobStatus.COMPLETED else (job.error or {}).get("body")
+    data: Any = job.result if job.status is JobStatus.COMPLETED else (job.error["body"] if job.error else None)
     payload = {"id": job.id, "status": str(job.status), "progress": job.progress, "message": job.message, "data": data}
     return web.json_response({"status": "success", "payload": payload})
 

@@ -1,4 +1,5 @@
 """Handlers of the system endpoints: health and the OpenAPI description."""
+
 from __future__ import annotations
 
 import time

@@ -1,12 +1,13 @@
 """Handlers of the wallet endpoints: list, balance, show-coins, locations, create, switch."""
+
 from __future__ import annotations
 
 from aiohttp import web
 
+from app.wallet.coinfolders import VALUE_FOLDERS
 from app.wallet.errors import missing_parameter
 from app.web.params import choice, integer, read_params
 from app.web.state import wallets_key
-from app.wallet.coinfolders import VALUE_FOLDERS
 
 
 async def list_wallets(request: web.Request) -> web.Response:
@@ -37,9 +38,7 @@ async def wallet_locations(request: web.Request) -> web.Response:
     path = params.get("path", "").strip()
     if not path:
         listing = await service.list()
-        return web.json_response(
-            {"command": "wallet-locations", "success": True, "locations": listing["locations"]}
-        )
+        return web.json_response({"command": "wallet-locations", "success": True, "locations": listing["locations"]})
     added = await service.add_location(path)
     return web.json_response(
         {
