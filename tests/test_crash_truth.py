@@ -273,11 +273,11 @@ def test_restore_killed_while_the_store_writes_slowly_leaves_no_plaintext_behind
         DELAYED_STORE.replace("DELAY", "2.0")
         + """
 import jobs.restore.extraction as extraction
-_file = extraction._Extractor._file
-def slow_file(self, *args):
+_extract_write = extraction._Writer._write
+def slow_extract_write(self, *args):
     time.sleep(0.01)
-    return _file(self, *args)
-extraction._Extractor._file = slow_file
+    return _extract_write(self, *args)
+extraction._Writer._write = slow_extract_write
 """
     )
     status, accepted = server.request(
