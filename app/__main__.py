@@ -2,56 +2,38 @@
 
 from __future__ import annotations
 
-import io
 import logging
-import logging.handlers
-import os
-import sys
+import time
 
-from aiohttp import web
-
+from app import __version__
+from app.logs import setup_logging
 from app.main import create_app
-from app.wallet.config import Config, load_config
+from app.wallet.config import MAX_BODY_BYTES, Config, load_config
+from app.web.server import serve
+
+log = logging.getLogger("app")
 
 
-class PrivateLogFile(logging.handlers.RotatingFileHandler):
-    """The rotating log, each file 0600 (paths and job ids are the user's business), whatever the umask."""
-
-    def _open(self) -> io.TextIOWrapper:
-        # Always appending: with maxBytes set the handler never opens its file any other way.
-        fd = os.open(self.baseFilename, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
-        os.fchmod(fd, 0o600)  # a file an older version made 0644
-        return open(fd, "a", encoding=self.encoding, errors=self.errors)
-
-
-def setup_logging(config: Config) -> None:
-    # Client_Data first, 0700: made as a parent of logs/ it would get the umask's 0755.
-    config.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    config.logs_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    file_handler = PrivateLogFile(
-        config.logs_dir / "server.log", maxBytes=5 * 1024 * 1024, backupCount=3, encoding="utf-8"
-    )
-    logging.basicConfig(
-        level=config.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        handlers=[logging.StreamHandler(sys.stderr), file_handler],
+def startup_line(config: Config) -> str:
+    host = f"[{config.host}]" if ":" in config.host else config.host
+    return (
+        f"CloudCoin Wallet Server {__version__} serving http://{host}:{config.port} with data in {config.data_dir}; "
+        f"workers {config.workers}, threads {config.threads}, max queued {config.max_queued}, "
+        f"request threads {config.request_threads}, "
+        f"bodies up to {MAX_BODY_BYTES / 1024**2:g} MiB, token {'required' if config.api_token else 'not required'}, "
+        f"log level {config.log_level.upper()}"
     )
 
 
 def main(argv: list[str] | None = None) -> None:
     config = load_config(argv)
     setup_logging(config)
-    logging.getLogger(__name__).info("data directory: %s", config.data_dir)
-    # aiohttp's run_app handles SIGINT and SIGTERM: it stops listening, then runs the shutdown and
-    # cleanup hooks (which cancel running backups and save the job store) before returning.
-    web.run_app(
-        create_app(config),
-        host=config.host,
-        port=config.port,
-        shutdown_timeout=8.0,
-        print=lambda text: logging.getLogger(__name__).info(text.strip()),
-        access_log=None,
-    )
+    started = time.monotonic()
+    # Until SIGINT or SIGTERM; then it stops listening and runs the shutdown and cleanup hooks (which
+    # cancel running backups and save the job store) before returning. The startup line is written
+    # once the socket listens.
+    serve(create_app(config), config, on_listening=lambda: log.info("%s", startup_line(config)))
+    log.info("CloudCoin Wallet Server stopped after %.1f s", time.monotonic() - started)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from jobs import rename
 from jobs.backup import backup, recovery
 from jobs.context import JobContext
 from jobs.models import Job, JobKind
+from jobs.plans import run as plan_run
 from jobs.restore import restore, verify
 from jobs.runner import CleanupFunc, JobFunc, JobRunner
 from jobs.services import Services
@@ -48,6 +49,13 @@ JOB_KINDS: tuple[JobSpec[Any], ...] = (
         plan=verify.plan_verify,
         load=verify.VerifyPlan.from_job,
         run=verify.run_verify,
+    ),
+    JobSpec(
+        JobKind.PLAN_RUN,
+        plan=plan_run.plan_plan_run,
+        load=plan_run.PlanRunPlan.from_job,
+        run=plan_run.run_plan_run,
+        cleanup=plan_run.cleanup_plan_run,
     ),
 )
 SPECS: dict[JobKind, JobSpec[Any]] = {spec.kind: spec for spec in JOB_KINDS}

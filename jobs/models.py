@@ -43,6 +43,8 @@ class JobKind(StrEnum):
     RESTORE = "wallet-restore"
     #: check a backup archive against its manifest
     VERIFY = "backup-verify"
+    #: one run of a backup plan: archive once, verified copies, retention (jobs/plans/)
+    PLAN_RUN = "plan-run"
 
 
 class JobError(TypedDict):
@@ -122,6 +124,8 @@ class Job:
     status: JobStatus = JobStatus.QUEUED
     progress: int = 0
     message: str = ""
+    #: what the job is doing now (jobs.md): archiving, verifying, placing, pruning, …; None before it says
+    phase: str | None = None
     done: int = 0
     total: int = 0
     bytes_done: int = 0
@@ -171,6 +175,7 @@ class Job:
             "status": str(self.status),
             "progress": self.progress,
             "message": self.message,
+            "phase": self.phase,
             "wallet_path": self.wallet_path,
             "params": self.params,
             "done": self.done,
@@ -208,6 +213,7 @@ class Job:
             status=JobStatus(data["status"]),
             progress=int(data.get("progress", 0)),
             message=str(data.get("message", "")),
+            phase=data.get("phase"),
             done=int(data.get("done", 0)),
             total=int(data.get("total", 0)),
             bytes_done=int(data.get("bytes_done", 0)),

@@ -46,7 +46,7 @@ from typing import Any
 
 from app.wallet.config import Config
 from app.wallet.errors import ApiError, missing_parameter
-from app.wallet.paths import Unresolvable, folder_name_problem, wallet_argument
+from app.wallet.paths import Unresolvable, control_character, sibling_names, wallet_argument, wallet_name_problem
 from app.wallet.registry import Registry, RegistryEntry, read_registry, write_registry
 from app.wallet.storage import atomic_write_bytes, fsync_dir, occupied, rename_noreplace
 from jobs.context import JobContext, JobView
@@ -155,7 +155,10 @@ def _plan_at(registry: Registry, path: Path, index: int, new_name: str, given: s
         raise ApiError(400, "New wallet name cannot be empty")
     if name == path.name:
         raise ApiError(400, f"Wallet already has the name: {name}")
-    problem = folder_name_problem(name)
+    # The control characters that trimming would hide ("Savings\n") are refused too.
+    control = control_character(new_name)
+    siblings = sibling_names((entry.wallet_path for entry in registry.entries), path.parent, leave_out=path)
+    problem = f"it contains {control}" if control else wallet_name_problem(name, siblings)
     if problem:
         raise ApiError(400, f"Invalid wallet name: {problem}")
     target = path.parent / name
@@ -215,6 +218,8 @@ async def run_rename(plan: RenamePlan, ctx: JobContext) -> dict[str, Any]:
         )
         # Queued jobs on the old path (a backup submitted after this rename) now follow the wallet.
         ctx.move_wallet(body["old_path"], body["new_path"])
+        # So do backup plans: the next run archives the wallet under its new name.
+        await ctx.services.wallet_moved(body["old_path"], body["new_path"])
     return body
 
 
@@ -339,7 +344,7 @@ def cleanup_rename(config: Config, job: Job) -> dict[str, Any] | None:
     return recovered(success_body(old, new, job.id))
 
 
-def settle_journal(config: Config) -> list[str]:
+def settle_journal(config: Config, moved: list[tuple[str, str]] | None = None) -> list[str]:
     """Settle every journal entry a crash left behind so that folder and registry agree (blocking).
 
     Completed when the folder was already moved (the wallet folder the entry identifies by device and
@@ -347,7 +352,8 @@ def settle_journal(config: Config) -> list[str]:
     not): the registry names the new path. Otherwise rolled back: the registry names the old path. The folder
     itself never needs moving (a moved folder is always completed), and no registry row is ever
     removed unless it is replaced. Returns one line per entry, for the log. An entry that cannot be
-    settled (unreadable registry, a write failing) stays for the next start.
+    settled (unreadable registry, a write failing) stays for the next start. Each rename settled as
+    completed is added to `moved` as (old path, new path), for whatever follows wallets (backup plans).
     """
     folder = journal_dir(config)
     try:
@@ -382,6 +388,8 @@ def settle_journal(config: Config) -> list[str]:
                 settled = settled_dir(config)
                 settled.mkdir(mode=0o700, exist_ok=True)
                 atomic_write_bytes(settled / f"{job_id}{COMPLETED_SUFFIX}", b"")
+                if moved is not None:
+                    moved.append((str(old), str(new)))
             lines.append(line)
         except Exception as exc:
             log.exception("rename journal entry %s could not be settled", entry)

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+from . import joblog
 from .context import JobContext
 from .errors import (
     INTERNAL_ERROR,
@@ -231,6 +232,7 @@ class JobRunner:
             self._forget(job)
             self._store.discard(job.id)
             raise error
+        joblog.queued(job)
         self._make_ready(job.wallet_path)
 
     def _saved_quietly(self, job: Job, saving: asyncio.Task[None]) -> None:
@@ -446,6 +448,7 @@ class JobRunner:
         job.started_at = utcnow()
         job.message = "Running"
         self._publish(job, persist=True)
+        joblog.started(job)
         loop = self._loop_or_fail()
         began = loop.time()
         result: dict[str, Any] | None = None
@@ -520,6 +523,7 @@ class JobRunner:
         else:
             job.message = "Cancelled"
         self._publish(job, persist=persist)
+        joblog.finished(job)
         self._wake(self._finished, job.id)
 
     def _publish(self, job: Job, *, persist: bool) -> None:

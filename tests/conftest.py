@@ -9,12 +9,13 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestClient
+from aiohttp.test_utils import TestClient, TestServer
 
 from app.main import create_app
 from app.wallet import coins
 from app.wallet.config import Config
 from app.wallet.registry import RegistryEntry, write_registry
+from app.web.server import GuardedAppRunner
 
 
 @pytest.fixture
@@ -38,7 +39,7 @@ def make_client(
 
     async def make(**overrides: Any) -> TestClient:
         app: web.Application = create_app(make_config(**overrides))
-        return await aiohttp_client(app)
+        return await aiohttp_client(GuardedTestServer(app))
 
     return make
 
@@ -76,3 +77,14 @@ def register_offline_wallet(data_dir: Path, tmp_path: Path) -> Path:
         [RegistryEntry(str(data_dir / "Wallets" / "Default")), RegistryEntry(str(gone), "removable")],
     )
     return gone
+
+
+class GuardedTestServer(TestServer):
+    """aiohttp's TestServer serving the way `python -m app` does: JSON for what the parser refuses, a connection cap."""
+
+    def __init__(self, app: web.Application, *, max_connections: int = 512, **kwargs: Any) -> None:
+        super().__init__(app, **kwargs)
+        self._max_connections = max_connections
+
+    async def _make_runner(self, **kwargs: Any) -> web.AppRunner:
+        return GuardedAppRunner(self.app, max_connections=self._max_connections, **kwargs)

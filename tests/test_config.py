@@ -116,6 +116,13 @@ def test_empty_api_token_in_the_file_means_no_token(tmp_path):
     assert load_config(["--config", str(path)], environ={}).api_token is None
 
 
+def test_timezone_is_an_iana_name_or_empty_for_the_systems(tmp_path):
+    assert load_config([], environ={"CLOUDCOIN_TIMEZONE": "Europe/Berlin"}).timezone == "Europe/Berlin"
+    assert load_config(["--config", str(write_toml(tmp_path, '[plans]\ntimezone = ""\n'))], environ={}).timezone is None
+    with pytest.raises(SystemExit):
+        load_config([], environ={"CLOUDCOIN_TIMEZONE": "Mars/Olympus_Mons"})
+
+
 def test_default_toml_lists_every_setting_with_the_builtin_default():
     settings = read_config_file(DEFAULT_TOML)
     assert set(settings) == {f.name for f in fields(Config)}
@@ -125,7 +132,7 @@ def test_default_toml_lists_every_setting_with_the_builtin_default():
 
 def test_default_toml_is_valid_toml_grouped_in_tables():
     document = tomllib.loads(DEFAULT_TOML.read_text(encoding="utf-8"))
-    assert set(document) == {"server", "jobs"}
+    assert set(document) == {"server", "plans", "jobs"}
 
 
 @pytest.mark.parametrize(
@@ -212,3 +219,33 @@ def test_config_is_frozen_and_paths_derive_from_data_dir(tmp_path):
     assert config.registry_path == tmp_path / "cd" / "wallet-locations.csv"
     with pytest.raises(AttributeError):
         config.port = 1  # type: ignore[misc]
+
+
+def test_pool_and_connection_settings_from_the_file_and_the_environment(tmp_path):
+    path = write_toml(tmp_path, "[jobs]\nrequest_threads = 6\n[server]\nmax_connections = 100\nheader_timeout = 2.5\n")
+    config = load_config(["--config", str(path)], environ={})
+    assert (config.request_threads, config.max_connections, config.header_timeout) == (6, 100, 2.5)
+    environ = {"CLOUDCOIN_REQUEST_THREADS": "3", "CLOUDCOIN_MAX_CONNECTIONS": "64", "CLOUDCOIN_HEADER_TIMEOUT": "7"}
+    config = load_config(["--config", str(path)], environ=environ)
+    assert (config.request_threads, config.max_connections, config.header_timeout) == (3, 64, 7.0)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"request_threads": 0},
+        {"max_connections": 2},
+        {"header_timeout": 0},
+        {"header_timeout": True},
+        {"header_timeout": "10"},
+        {"header_timeout": 1e9},
+    ],
+)
+def test_pool_and_connection_settings_refuse_what_the_server_cannot_run_with(overrides):
+    with pytest.raises(ConfigError):
+        Config(**overrides)
+
+
+def test_a_header_timeout_that_is_no_number_ends_the_program(tmp_path):
+    with pytest.raises(SystemExit):
+        load_config([], environ={"CLOUDCOIN_HEADER_TIMEOUT": "soon"})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from pathlib import Path
 from typing import Any
@@ -9,6 +10,7 @@ from typing import Any
 import pytest
 
 from app.wallet import crypto
+from app.wallet.logins import LoginGate
 from tests.conftest import coin_bytes, write_coins
 
 PASSWORD = "s3cret pa55word"
@@ -175,3 +177,89 @@ async def test_the_password_and_key_are_never_logged(client, data_dir, key, capl
     for secret in (PASSWORD, "a wrong one", key.hex()):
         assert secret not in text
     assert repr(key) not in text
+
+
+# -- a second password, failed logins, one derivation at a time (issue: login hardening) -----------------
+
+ALREADY = {"success": False, "error": "Already logged in with another password: log out first", "code": 409}
+
+
+async def test_another_password_while_a_key_is_set_is_409_and_keeps_the_key(client, key):
+    assert (await client.post("/api/system/login", json={"password": PASSWORD})).status == 200
+    response = await client.post("/api/system/login", json={"password": "another one"})
+    assert response.status == 409
+    assert await response.json() == ALREADY
+    # The key is still the first one: the same password is accepted again, and answers its check.
+    response = await client.post("/api/system/login", json={"password": PASSWORD})
+    assert response.status == 200
+    assert (await response.json())["key_check"] == crypto.key_check(key).hex()
+    assert (await client.post("/api/system/logout")).status == 200
+    response = await client.post("/api/system/login", json={"password": "another one"})
+    assert response.status == 200
+    assert (await response.json())["key_check"] == crypto.key_check(crypto.derive_key("another one")).hex()
+
+
+async def test_failed_logins_are_limited_then_429_with_retry_after(client, data_dir, key):
+    add_encrypted(data_dir / "Wallets" / "Default" / "Bank", key, 1)
+    for attempt in range(5):
+        response = await client.post("/api/system/login", json={"password": f"guess {attempt}"})
+        assert response.status == 401
+    for password in ("guess 6", PASSWORD):  # while limited, even the right password waits
+        response = await client.post("/api/system/login", json={"password": password})
+        assert response.status == 429
+        retry_after = int(response.headers["Retry-After"])
+        assert 1 <= retry_after <= 60
+        body = await response.json()
+        assert body == {
+            "success": False,
+            "error": f"Too many failed logins: try again in {retry_after} seconds",
+            "code": 429,
+        }
+    assert (await status_of(client))["key_set"] is False
+
+
+async def test_409s_count_as_failed_logins(client):
+    assert (await client.post("/api/system/login", json={"password": PASSWORD})).status == 200
+    statuses = [(await client.post("/api/system/login", json={"password": f"other {i}"})).status for i in range(6)]
+    assert statuses == [409] * 5 + [429]
+
+
+def test_the_limit_forgets_failures_after_a_minute_and_on_success():
+    now = [1000.0]
+    gate = LoginGate(clock=lambda: now[0])
+    for _ in range(5):
+        assert gate.retry_after() is None
+        gate.failed()
+    assert gate.retry_after() == 60
+    now[0] += 59.5
+    assert gate.retry_after() == 1
+    now[0] += 0.5
+    assert gate.retry_after() is None  # the failures are a minute old
+    for _ in range(5):
+        gate.failed()
+    assert gate.retry_after() == 60
+    gate.succeeded()
+    assert gate.retry_after() is None
+
+
+async def test_twenty_logins_at_once_derive_one_key_at_a_time_and_listing_is_served(client, monkeypatch):
+    running, most = 0, 0
+    real = crypto.derive_key
+
+    def counted(password: str) -> bytes:
+        nonlocal running, most
+        running += 1  # on the app's threads: += under the GIL is enough for a count of overlaps
+        most = max(most, running)
+        try:
+            return real(password)
+        finally:
+            running -= 1
+
+    monkeypatch.setattr(crypto, "derive_key", counted)
+    logins = [asyncio.ensure_future(client.post("/api/system/login", json={"password": PASSWORD})) for _ in range(20)]
+    await asyncio.sleep(0.05)
+    listing = await client.get("/api/wallets/list")
+    assert listing.status == 200
+    assert not all(login.done() for login in logins)  # answered while logins still waited their turn
+    assert [r.status for r in await asyncio.gather(*logins)] == [200] * 20
+    assert most == 1

@@ -230,3 +230,56 @@ async def test_unknown_route_needs_the_token_too(token_client):
 
 async def test_without_a_configured_token_authorization_is_ignored(client):
     assert (await client.get("/api/wallets/list", headers={"Authorization": "Bearer anything"})).status == 200
+
+
+# -- Referer without Origin or Sec-Fetch-Site (an old browser's <img> or form) ------------------
+
+
+@pytest.mark.parametrize(
+    "referer",
+    [
+        "http://evil.example/",
+        "https://evil.example/page?x=1",
+        "http://localhost.evil.example/",
+        "http://localhost@evil.example/",
+        "http://127.0.0.1.evil.example:8080/a",
+        "not a url",
+        "file:///home/user/attack.html",
+    ],
+)
+async def test_foreign_referer_without_origin_is_403_with_no_effect(client, data_dir, referer, tmp_path):
+    headers = {"Referer": referer}
+    await create_is_refused_without_effect(client, data_dir, headers)
+    destination = tmp_path / "attacker"
+    for response in (
+        await client.get("/api/wallets/backup", params={"destination": str(destination)}, headers=headers),
+        await client.post("/api/wallets/backup", data={"destination": str(destination)}, headers=headers),
+        # a form with enctype=text/plain carrying a JSON object
+        await client.post(
+            "/api/wallets/create",
+            data=b'{"wallet_path": "Intruder", "x": "="}',
+            headers={**headers, "Content-Type": "text/plain"},
+        ),
+    ):
+        await assert_refused(response)
+    assert not destination.exists()
+    assert not (data_dir / "Wallets" / "Intruder").exists()
+
+
+@pytest.mark.parametrize("referer", ["http://localhost:3000/app", "http://127.0.0.1:8080/", "http://[::1]/x", ""])
+async def test_loopback_or_empty_referer_is_served(client, data_dir, referer):
+    response = await client.post("/api/wallets/create", json={"wallet_path": "Mine"}, headers={"Referer": referer})
+    assert response.status == 200, await response.text()
+    assert (data_dir / "Wallets" / "Mine" / "Bank").is_dir()
+
+
+async def test_configured_origin_referer_is_served(make_client):
+    client = await make_client(allowed_origins=("https://wallet.example",))
+    response = await client.get("/api/wallets/list", headers={"Referer": "https://wallet.example/gui/index.html"})
+    assert response.status == 200
+
+
+async def test_referer_is_not_judged_when_sec_fetch_site_says_same_origin(client):
+    # A modern browser sends Sec-Fetch-Site; that header is the one to trust.
+    response = await client.get("/api/wallets/list", headers={"Sec-Fetch-Site": "same-origin", "Referer": "http://x/"})
+    assert response.status == 200

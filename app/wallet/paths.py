@@ -1,10 +1,15 @@
-"""Path rules shared by every endpoint: canonical forms, "is inside" checks, wallet arguments, folder names."""
+"""Path and name rules shared by every endpoint: canonical forms, "is inside", wallet arguments, control characters, wallet names."""
 
 from __future__ import annotations
 
+import errno
 import os
 import re
+import unicodedata
+from collections.abc import Iterable
 from pathlib import Path
+
+from app.wallet.errors import ApiError
 
 
 class Unresolvable(ValueError):
@@ -32,8 +37,11 @@ def is_inside(path: Path, root: Path) -> bool:
 def wallet_argument(raw: str, wallets_dir: Path) -> Path:
     """A wallet_path parameter as a canonical path: absolute as given, relative inside Client_Data/Wallets.
 
-    A relative path that climbs out of Wallets (`../x`) is not a wallet location, so it is unresolvable.
+    A relative path that climbs out of Wallets (`../x`) is not a wallet location, so it is unresolvable;
+    so is one with a control character, which no registered wallet's path holds.
     """
+    if control_character(raw):
+        raise Unresolvable(raw)
     if os.path.isabs(raw):
         return canonical(raw)
     root = canonical(wallets_dir)
@@ -50,8 +58,30 @@ RESERVED_NAMES = frozenset(
     + [f"{device}{digit}" for device in ("COM", "LPT") for digit in "123456789\u00b9\u00b2\u00b3"]
 )
 MAX_NAME_CHARS = 64
+#: NAME_MAX of every common file system (ext4, APFS, NTFS in UTF-16 units, which 255 UTF-8 bytes never exceed).
+MAX_NAME_BYTES = 255
 # C0 and C1 control characters, DEL, the characters Windows forbids, and both separators.
 _FORBIDDEN = re.compile(r'[\x00-\x1f\x7f-\x9f:*?"<>|/\\]')
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+#: Unicode categories that draw nothing or reorder what follows: format characters (bidirectional
+#: controls such as U+202E, zero-width space and joiners, U+FEFF) and the line and paragraph separators.
+_INVISIBLE_CATEGORIES = frozenset({"Cf", "Zl", "Zp"})
+
+
+def control_character(text: str) -> str | None:
+    """The first C0/C1 control character or DEL in `text`, described ("control character 0x0a"), or None.
+
+    Every path parameter is refused with one (api.md): a line break in a destination would otherwise
+    become a line of its own in BackupPlaces.txt or the registry.
+    """
+    found = _CONTROL.search(text)
+    return None if found is None else f"control character 0x{ord(found.group()):02x}"
+
+
+def path_parameter_problem(name: str, raw: str) -> str | None:
+    """Why the path parameter `name` cannot be taken at all, or None (its other checks come later)."""
+    control = control_character(raw)
+    return None if control is None else f"Parameter {name} contains a {control}"
 
 
 def folder_name_problem(name: str) -> str | None:
@@ -60,6 +90,9 @@ def folder_name_problem(name: str) -> str | None:
         return "it is empty"
     if name in (".", ".."):
         return "'.' and '..' are not names"
+    if len(name.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES:
+        # Checked before any work: the file system would refuse it only after a restore's extraction.
+        return f"longer than {MAX_NAME_BYTES} bytes"
     if "/" in name or "\\" in name:
         return "it contains a path separator"
     bad = _FORBIDDEN.search(name)
@@ -67,6 +100,9 @@ def folder_name_problem(name: str) -> str | None:
         char = bad.group()
         shown = repr(char) if char.isprintable() else f"control character 0x{ord(char):02x}"
         return f"it contains {shown}"
+    for char in name:
+        if unicodedata.category(char) in _INVISIBLE_CATEGORIES:
+            return f"it contains a bidirectional control or zero-width character (U+{ord(char):04X})"
     if name.startswith("."):
         return "it starts with '.'"
     if name.startswith("$"):
@@ -80,3 +116,67 @@ def folder_name_problem(name: str) -> str | None:
     if len(name) > MAX_NAME_CHARS:
         return f"it is longer than {MAX_NAME_CHARS} characters"
     return None
+
+
+def folded(name: str) -> str:
+    """`name` as a look-alike comparison sees it: NFKC, case folded, NFKC again (Unicode's NFKC_Casefold)."""
+    return unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", name).casefold())
+
+
+def lookalike_problem(name: str, existing: Iterable[str]) -> str | None:
+    """Why `name` would pass for one of the `existing` wallet names, or None.
+
+    Only a different spelling is refused here ("Savings" and "ＳＡＶＩＮＧＳ"): a name exactly equal
+    to an existing one is the caller's conflict (409), which keeps its own answer.
+    """
+    key = folded(name)
+    for other in existing:
+        if other != name and folded(other) == key:
+            return f"it can be mistaken for the existing wallet '{other}' (same name after Unicode and case folding)"
+    return None
+
+
+def wallet_name_problem(name: str, siblings: Iterable[str] = ()) -> str | None:
+    """Every rule a new wallet name meets (api.md): one folder name on every platform, and no look-alike
+    of the wallets already registered in the same folder (`siblings`, the wallet being renamed left out)."""
+    return folder_name_problem(name) or lookalike_problem(name, siblings)
+
+
+def sibling_names(wallet_paths: Iterable[str], parent: Path, *, leave_out: Path | None = None) -> list[str]:
+    """Names of the wallets among `wallet_paths` (canonical) whose folder lies directly in `parent`."""
+    return [
+        Path(p).name for p in wallet_paths if Path(p).parent == parent and (leave_out is None or Path(p) != leave_out)
+    ]
+
+
+#: Errors that say the place may not be written (403), or cannot hold a folder at all (400): the
+#: caller's choice of place, not a fault of the server. Anything else (a full disk, an I/O error)
+#: stays the caller's 500.
+_FORBIDDEN_ERRNOS = frozenset({errno.EACCES, errno.EPERM, errno.EROFS})
+_UNUSABLE_ERRNOS = frozenset({errno.ENOENT, errno.ENOTDIR, errno.ENAMETOOLONG, errno.EINVAL, errno.ELOOP})
+
+
+def write_refusal(exc: OSError, what: str, path: Path) -> ApiError | None:
+    """The 403/400 answer for a place the server may not write (`/proc`, a read-only mount), or None."""
+    reason = exc.strerror or str(exc)
+    if exc.errno in _FORBIDDEN_ERRNOS:
+        return ApiError(403, f"{what}: {path} is not writable ({reason})")
+    if exc.errno in _UNUSABLE_ERRNOS:
+        return ApiError(400, f"{what}: {path} cannot hold it ({reason})")
+    return None
+
+
+def check_writable_folder(folder: Path, what: str) -> None:
+    """Make and remove an empty probe folder in `folder`; ApiError 403/400 when that fails (blocking).
+
+    Asking `os.access` is not enough: as root it says yes to `/proc`, where nothing can be created.
+    """
+    probe = folder / f".cloudcoin-probe-{os.getpid()}-{os.urandom(4).hex()}"
+    try:
+        os.mkdir(probe, 0o700)
+    except OSError as exc:
+        refusal = write_refusal(exc, what, folder)
+        if refusal is None:
+            raise
+        raise refusal from None
+    os.rmdir(probe)

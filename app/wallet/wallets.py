@@ -21,7 +21,15 @@ from app.wallet.coinfolders import HeaderScan, is_wallet_folder, scan_coin_heade
 from app.wallet.config import Config
 from app.wallet.errors import ApiError, WalletNotFound
 from app.wallet.model import Wallet
-from app.wallet.paths import Unresolvable, canonical, folder_name_problem, is_inside, wallet_argument
+from app.wallet.paths import (
+    Unresolvable,
+    canonical,
+    is_inside,
+    sibling_names,
+    wallet_argument,
+    wallet_name_problem,
+    write_refusal,
+)
 from app.wallet.registry import Registry, RegistryEntry, location_type, path_problem, read_registry, write_registry
 from app.wallet.storage import atomic_write_bytes
 
@@ -194,7 +202,13 @@ class WalletService:
 
     def _create(self, raw: str) -> Wallet:
         name = os.path.basename(raw.rstrip("/"))
-        problem = folder_name_problem(name)
+        registry = self.read()
+        try:
+            parent = wallet_argument(raw, self._config.wallets_dir).parent
+        except Unresolvable:
+            parent = None
+        siblings = [] if parent is None else sibling_names((e.wallet_path for e in registry.entries), parent)
+        problem = wallet_name_problem(name, siblings)
         if problem:
             raise ApiError(400, f"Invalid wallet name: {problem}")
         try:
@@ -206,7 +220,6 @@ class WalletService:
             raise ApiError(400, f"Invalid wallet path: {problem}")
         if is_inside(path, self.data_dir) and not is_inside(path, canonical(self._config.wallets_dir)):
             raise ApiError(400, "A wallet cannot live inside Client_Data outside its Wallets folder")
-        registry = self.read()
         if registry.index_of(str(path)) is not None:
             # Registered but its folder is missing (an unplugged stick): a new folder would shadow it.
             raise ApiError(409, f"A wallet is already registered at: {path}")
@@ -220,7 +233,11 @@ class WalletService:
         try:
             make_wallet_folder(path)
         except OSError as exc:
-            _remove_new_wallet(path)
+            if not isinstance(exc, FileExistsError):
+                _remove_new_wallet(path)
+            refusal = write_refusal(exc, "Cannot create the wallet folder", path)
+            if refusal is not None:
+                raise refusal from None
             raise ApiError(500, f"Cannot create wallet folder: {exc.strerror}") from exc
         entries = [*registry.entries, RegistryEntry(str(path), location_type(str(path)))]
         try:

@@ -30,7 +30,7 @@ from aiohttp import web
 
 from app.wallet.errors import ApiError
 from app.web.params import flag, read_params
-from app.web.state import config_key, executor_key, keyring_key, run_blocking, wallets_key
+from app.web.state import config_key, job_executor_key, keyring_key, plans_key, run_blocking, wallets_key
 from jobs.errors import IdempotencyMismatch, JobNotCancellable, JobNotFound, QueueFull, StoreUnavailable
 from jobs.kinds import SPECS, register_kinds, temporary_places
 from jobs.models import Job, JobKind, JobStatus
@@ -58,10 +58,10 @@ def setup(app: web.Application) -> None:
 
 async def _runner(app: web.Application) -> AsyncIterator[None]:
     config = app[config_key]
-    services = Services(config=config, wallets=app[wallets_key], keyring=app[keyring_key])
+    services = Services(config=config, wallets=app[wallets_key], keyring=app[keyring_key], plans=app.get(plans_key))
     runner = JobRunner(
         JobStore(config.jobs_dir),
-        executor=app[executor_key],
+        executor=app[job_executor_key],
         workers=config.workers,
         max_queued=config.max_queued,
         services=services,
@@ -204,7 +204,8 @@ async def answer_submitted(
     request: web.Request, job: Job, finished: Callable[[Job], web.Response] | None = None
 ) -> web.Response:
     """For a job just queued (or found by its Idempotency-Key): answer 202 at once when asked to, else
-    wait (bounded by Prefer: wait=N) and answer the finished job (`job_answer`, or `finished`)."""
+    wait (bounded by Prefer: wait=N) and answer the finished job (`job_answer`, or `finished` for an
+    endpoint with its own answer)."""
     runner = request.app[runner_key]
     preferences = parse_prefer(request.headers.getall("Prefer", []))
     asynchronous = "respond-async" in preferences or flag(await read_params(request), "async")

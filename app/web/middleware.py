@@ -13,8 +13,9 @@ from aiohttp.typedefs import Middleware
 
 from app.wallet.config import MAX_BODY_BYTES, Config
 from app.wallet.errors import ApiError
-from app.web.params import read_params
-from app.web.state import route_headers_key
+from app.web.params import read_json_body, read_params
+from app.web.state import json_body_paths_key, route_headers_key
+from app.web.views.page import is_page_file
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +94,19 @@ def origin_allowed(origin: str, config: Config) -> bool:
     return hostname in ("localhost", "127.0.0.1", "::1")
 
 
+def referer_allowed(referer: str, config: Config) -> bool:
+    """True when the page that sent the request lies on an allowed origin (an empty Referer says nothing)."""
+    if not referer.strip():
+        return True
+    try:
+        parts = urlsplit(referer.strip())
+    except ValueError:
+        return False
+    if not parts.scheme or not parts.netloc:
+        return False
+    return origin_allowed(f"{parts.scheme}://{parts.netloc}", config)
+
+
 def security_middleware(config: Config) -> Middleware:
     allowed_hosts = LOOPBACK_HOSTS | {host_name(h) for h in config.allowed_hosts}
 
@@ -108,6 +122,11 @@ def security_middleware(config: Config) -> Middleware:
         fetch_site = request.headers.get("Sec-Fetch-Site", "").lower()
         if fetch_site in ("cross-site", "same-site") and not allowed:
             raise ApiError(403, "Cross-site request refused")
+        referer = request.headers.get("Referer")
+        if origin is None and not fetch_site and referer is not None and not referer_allowed(referer, config):
+            # An old browser's <img> or form sends neither Origin nor Sec-Fetch-Site, but a Referer
+            # (curl and scripts send none of the three, and are served).
+            raise ApiError(403, "Cross-site request refused")
         cors = _cors_headers(origin) if allowed and origin else {}
         request[CORS] = cors
         if request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
@@ -118,7 +137,7 @@ def security_middleware(config: Config) -> Middleware:
                 "Access-Control-Max-Age": "600",
             }
             return web.Response(status=204, headers=preflight)
-        if config.api_token and request.path != "/api/health":
+        if config.api_token and request.path != "/api/health" and not is_page_file(request):
             supplied = request.headers.get("Authorization", "")
             expected = f"Bearer {config.api_token}"
             # surrogateescape: a header of stray bytes must compare unequal, not raise.
@@ -132,10 +151,19 @@ def security_middleware(config: Config) -> Middleware:
         # Every request's parameters are checked before any handler runs, also where the handler
         # takes none: `POST /api/system/logout` with a broken body is a 400, not a silent logout.
         if request.match_info.http_exception is None:  # an unknown route stays a 404
-            await read_params(request)
+            if _json_document(request):
+                await read_json_body(request)  # a plan: lists and objects, JSON only (415 otherwise)
+            else:
+                await read_params(request)
         return await handler(request)
 
     return security
+
+
+def _json_document(request: web.Request) -> bool:
+    resource = request.match_info.route.resource
+    paths = request.app.get(json_body_paths_key, frozenset())
+    return resource is not None and resource.canonical in paths and request.method in ("POST", "PATCH", "PUT")
 
 
 def _cors_headers(origin: str) -> dict[str, str]:

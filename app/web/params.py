@@ -10,6 +10,7 @@ from aiohttp import web
 
 from app.wallet.config import MAX_PARAM_CHARS
 from app.wallet.errors import ApiError
+from app.wallet.paths import path_parameter_problem
 
 _PARAMS_KEY = web.RequestKey("params", dict)
 
@@ -22,6 +23,27 @@ async def read_params(request: web.Request) -> dict[str, str]:
     params.update(_checked(await _from_body(request)))  # each source checked: the body may not hide a bad query
     request[_PARAMS_KEY] = params
     return params
+
+
+async def read_json_body(request: web.Request) -> Any:
+    """The body of a JSON-only endpoint as a document (an empty body is {}); 415 for any other type.
+
+    The query string is still checked as every request's is."""
+    _checked(_from_query(request.rel_url.raw_query_string))
+    if not request.body_exists:
+        return {}
+    raw = await request.read()
+    if not raw.strip():
+        return {}
+    content_type = request.content_type
+    if content_type not in ("application/json", "text/json") and not content_type.endswith("+json"):
+        raise ApiError(415, "This endpoint takes a JSON body (Content-Type: application/json)")
+    try:
+        return json.loads(raw.decode("utf-8"), object_pairs_hook=_unique_pairs, parse_constant=_no_constant)
+    except UnicodeDecodeError:
+        raise ApiError(400, "Request body is not valid UTF-8") from None
+    except (ValueError, RecursionError):
+        raise ApiError(400, "Request body is not valid JSON") from None
 
 
 def _from_query(raw_query: str) -> dict[str, str]:
@@ -108,6 +130,13 @@ def _from_pairs(pairs: list[tuple[str, str]], *, where: str) -> dict[str, str]:
     return params
 
 
+#: Parameters that name a file or folder: a control character in one is refused before any handler runs.
+#: `wallet_path` and the names (`new_name`, `to`) meet the same rule where the endpoint checks them, in
+#: the seed's order: a wallet path with one can name no registered wallet (`wallet_argument`), and a
+#: new name with one is an invalid name.
+PATH_PARAMETERS = frozenset({"destination", "location", "zip_path", "path"})
+
+
 def _checked(params: dict[str, str]) -> dict[str, str]:
     for name, value in params.items():
         _check(name, value)
@@ -123,6 +152,10 @@ def _check(name: str, value: str) -> None:
         raise ApiError(400, f"Parameter {name} is longer than {MAX_PARAM_CHARS} characters")
     if any("\ud800" <= c <= "\udfff" for c in name + value):
         raise ApiError(400, f"Parameter {name} is not valid UTF-8")
+    if name in PATH_PARAMETERS and value.strip():  # a blank one is missing: each endpoint answers that its way
+        problem = path_parameter_problem(name, value)
+        if problem:
+            raise ApiError(400, problem)
 
 
 @overload

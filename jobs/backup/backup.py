@@ -41,6 +41,7 @@ from app.wallet.storage import atomic_write_bytes, fsync_dir
 from jobs.backup.archive import Archiver, Report, count_entries
 from jobs.backup.checks import (
     MISSING_DESTINATION,
+    NO_PARENT,
     SUCCESS_MESSAGE,
     ZIP_FAILED,
     check_destination_place,
@@ -153,6 +154,9 @@ class BackupRun:
     data_dir: Path
     key: bytes | None
     date: str  # YYYY-MM-DD, local time
+    plan_id: str | None = None  # set by a plan run: recorded in the manifest and the summary
+    #: False for a plan run: a missing destination is never created (an empty mount point is no backup)
+    create_destination: bool = True
 
 
 #: BackupPlaces.txt is rewritten by one backup at a time (two may finish together).
@@ -193,7 +197,12 @@ def write_backup(plan: BackupRun, *, cancel: threading.Event, report: Report) ->
         check_destination_place(destination, wallet)
     except ApiError as error:
         raise JobFailed.from_error(error) from None
-    created = make_destination(destination)
+    if plan.create_destination:
+        created = make_destination(destination)
+    elif not os.path.isdir(destination):
+        raise JobFailed.from_error(NO_PARENT)
+    else:
+        created = False
     try:
         return _archive_into(plan, wallet, destination, cancel=cancel, report=report)
     except JobFailed:
@@ -219,7 +228,7 @@ def _archive_into(
     if cancel.is_set():
         raise JobCancelled()
     total = count_entries(wallet, cancel)
-    report(done=0, total=total, message=f"Archiving {wallet.name} (0 of {total:,} files)")
+    report(done=0, total=total, message=f"Archiving {wallet.name} (0 of {total:,} files)", phase="archiving")
     tmp = destination / temp_name(plan.job_id)
     try:
         fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
@@ -232,11 +241,11 @@ def _archive_into(
         out = HashingFile(fd)
         archiver = Archiver(
             wallet=wallet, job_id=plan.job_id, date=plan.date, key=plan.key, spool_dir=destination,
-            out=out, cancel=cancel, report=report, total=total,
+            out=out, cancel=cancel, report=report, total=total, plan_id=plan.plan_id,
         )  # fmt: skip
         archiver.archive()
         os.fsync(fd)
-        report(message=f"Verifying {archiver.entries:,} entries")
+        report(message=f"Verifying {archiver.entries:,} entries", phase="verifying")
         _verify(tmp, archiver.entries, job_id=plan.job_id, cancel=cancel, report=report)
         zip_sha256 = out.hexdigest()
         zip_size = os.fstat(fd).st_size

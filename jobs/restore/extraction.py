@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from app.wallet import coins, crypto
+from app.wallet.paths import write_refusal
 from jobs.backup.coins import COIN_FOLDERS
 from jobs.backup.manifest import MANIFEST_NAME
 from jobs.models import JobCancelled, JobFailed
@@ -79,6 +80,9 @@ def extract_archive(
             os.mkdir(temp, 0o700)
         except OSError as exc:
             log.error("restore: cannot create %s: %s", temp, exc)
+            refusal = write_refusal(exc, "Cannot restore into the location", plan.location)
+            if refusal is not None:  # the place, not the server: a 403/400 with the reason
+                raise JobFailed.from_error(refusal) from None
             raise JobFailed.plain(500, f"Cannot create the wallet folder in {plan.location}: {exc.strerror}") from None
         with removed_on_failure(temp):
             extractor = _Extractor(archive, manifest, temp, key, cancel, report)

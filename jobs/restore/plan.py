@@ -13,7 +13,15 @@ from pathlib import Path
 
 from app.wallet.config import Config
 from app.wallet.errors import ApiError, missing_parameter
-from app.wallet.paths import Unresolvable, canonical, folder_name_problem, is_inside
+from app.wallet.paths import (
+    Unresolvable,
+    canonical,
+    check_writable_folder,
+    is_inside,
+    lookalike_problem,
+    sibling_names,
+    wallet_name_problem,
+)
 from app.wallet.registry import Registry, path_problem, read_registry
 from jobs.backup.manifest import MANIFEST_NAME
 from jobs.context import JobView
@@ -82,7 +90,8 @@ def resolve_zip_path(raw: str) -> Path:
 def check_restore(config: Config, registry: Registry, zip_raw: str, location_raw: str, new_name: str) -> RestorePlan:
     """Check a restore request (blocking: stats, the registry, the archive's first entry); ApiError if refused."""
     if new_name:
-        problem = folder_name_problem(new_name)
+        # Before anything is read: a name the file system cannot hold fails here, not after an extraction.
+        problem = wallet_name_problem(new_name)
         if problem:
             raise ApiError(400, f"Invalid wallet name: {problem}")
     zip_path = resolve_zip_path(zip_raw)
@@ -90,11 +99,17 @@ def check_restore(config: Config, registry: Registry, zip_raw: str, location_raw
     for entry in registry.entries:
         if is_inside(location, Path(entry.wallet_path)):
             raise ApiError(400, f"A wallet cannot be restored inside another wallet: {entry.wallet_path}")
+    siblings = sibling_names((entry.wallet_path for entry in registry.entries), location)
+    if new_name:
+        problem = lookalike_problem(new_name, siblings)
+        if problem:
+            raise ApiError(400, f"Invalid wallet name: {problem}")
     root_name = archive_root_name(zip_path)
     if not new_name:
-        problem = folder_name_problem(root_name)
+        problem = wallet_name_problem(root_name, siblings)
         if problem:
             raise ApiError(400, f"Invalid wallet name in the archive ({problem}); give new_name")
+    check_writable_folder(location, "Cannot restore into the location")
     plan = RestorePlan(zip_path, location, new_name or root_name)
     problem = path_problem(str(plan.target))
     if problem:
