@@ -15,7 +15,8 @@ from app.wallet.config import MAX_BODY_BYTES, Config
 from app.wallet.keyring import KeyRing
 from app.wallet.logins import LoginGate
 from app.wallet.wallets import WalletService
-from app.web import jobhttp
+from app.web import jobhttp, plans
+from app.web.accesslog import request_log
 from app.web.middleware import add_response_headers, error_middleware, security_middleware
 from app.web.routes import add_routes
 from app.web.server import handler_args
@@ -27,6 +28,7 @@ from app.web.state import (
     login_gate_key,
     run_blocking,
     started_key,
+    wallet_moves_key,
     wallets_key,
 )
 from jobs import rename
@@ -37,7 +39,7 @@ log = logging.getLogger(__name__)
 def create_app(config: Config) -> web.Application:
     app = web.Application(
         client_max_size=MAX_BODY_BYTES,
-        middlewares=[error_middleware, security_middleware(config)],
+        middlewares=[request_log, error_middleware, security_middleware(config)],
         handler_args=handler_args(config),
     )
     app[config_key] = config
@@ -46,7 +48,9 @@ def create_app(config: Config) -> web.Application:
     app[login_gate_key] = LoginGate()
     app.cleanup_ctx.append(_executor)
     app.cleanup_ctx.append(_wallets)
+    plans.setup_service(app)
     jobhttp.setup(app)
+    plans.setup_scheduler(app)
     app.on_response_prepare.append(add_response_headers)
     add_routes(app)
     return app
@@ -74,8 +78,10 @@ async def _wallets(app: web.Application) -> AsyncIterator[None]:
     service = WalletService(app[config_key], run_blocking=blocking_runner(app))
     # A rename that a crash interrupted is settled first, before the Default wallet is checked and
     # before any job can touch that wallet (jobs.md): folder and registry agree again.
-    for line in await blocking_runner(app)(rename.settle_journal, app[config_key]):
+    moves: list[tuple[str, str]] = []
+    for line in await blocking_runner(app)(rename.settle_journal, app[config_key], moves):
         log.warning("rename journal: %s", line)
+    app[wallet_moves_key] = moves  # backup plans follow these once they are loaded
     await blocking_runner(app)(service.prepare_data_dir)
     app[wallets_key] = service
     yield

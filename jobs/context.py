@@ -114,6 +114,7 @@ class JobContext:
         bytes_done: int | None = None,
         bytes_total: int | None = None,
         message: str | None = None,
+        phase: str | None = None,
     ) -> None:
         """Record progress; published at most every REPORT_INTERVAL_S, latest values win. (thread-safe)"""
         values: dict[str, Any] = {}
@@ -122,6 +123,8 @@ class JobContext:
                 values[name] = max(0, int(value))
         if message is not None:
             values["message"] = str(message)
+        if phase is not None:
+            values["phase"] = str(phase)
         with self._lock:
             if self._closed:
                 return

@@ -6,6 +6,8 @@ Exceptions, as the HTTP side maps them::
       RunnerClosed       submit refused, the runner is shutting down   -> 503 + Retry-After
     JobNotFound          no such job id (a LookupError)                -> 404
     JobNotCancellable    finished, or past its point of no return      -> 409
+    StoreUnavailable     the job store cannot save a new job           -> 503, no job, no work
+    IdempotencyMismatch  an Idempotency-Key reused for another request -> 422, no job
 
 Job code raises ``JobFailed`` (an exact HTTP answer) or ``JobCancelled`` (see ``models``).
 """
@@ -50,3 +52,15 @@ class JobNotCancellable(Exception):
         state = job.status if job.status.finished else "past its point of no return"
         super().__init__(f"job {job.id} cannot be cancelled: {state}")
         self.job = job
+
+
+class StoreUnavailable(Exception):
+    """The job store could not commit a new job (disk full, read-only): it was not created."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class IdempotencyMismatch(Exception):
+    """An Idempotency-Key seen before with another method, path or parameters."""

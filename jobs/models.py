@@ -43,6 +43,8 @@ class JobKind(StrEnum):
     RESTORE = "wallet-restore"
     #: check a backup archive against its manifest
     VERIFY = "backup-verify"
+    #: one run of a backup plan: archive once, verified copies, retention (jobs/plans/)
+    PLAN_RUN = "plan-run"
 
 
 class JobError(TypedDict):
@@ -122,6 +124,8 @@ class Job:
     status: JobStatus = JobStatus.QUEUED
     progress: int = 0
     message: str = ""
+    #: what the job is doing now (jobs.md): archiving, verifying, placing, pruning, …; None before it says
+    phase: str | None = None
     done: int = 0
     total: int = 0
     bytes_done: int = 0
@@ -132,6 +136,8 @@ class Job:
     result: dict[str, Any] | None = None
     error: JobError | None = None
     idempotency_key: str | None = None
+    #: what the request with that key asked for (method, path, parameters), as a digest
+    idempotency_fingerprint: str | None = None
     cancellable: bool = True
     seq: int = 1
 
@@ -143,6 +149,7 @@ class Job:
         wallet_path: str,
         params: dict[str, Any],
         idempotency_key: str | None = None,
+        idempotency_fingerprint: str | None = None,
         cancellable: bool = True,
     ) -> Job:
         return cls(
@@ -151,6 +158,7 @@ class Job:
             wallet_path=wallet_path,
             params=dict(params),
             idempotency_key=idempotency_key,
+            idempotency_fingerprint=idempotency_fingerprint,
             cancellable=cancellable,
             message="Queued",
         )
@@ -167,6 +175,7 @@ class Job:
             "status": str(self.status),
             "progress": self.progress,
             "message": self.message,
+            "phase": self.phase,
             "wallet_path": self.wallet_path,
             "params": self.params,
             "done": self.done,
@@ -188,6 +197,7 @@ class Job:
             value = getattr(self, name)
             record[name] = value.isoformat() if value is not None else None
         record["idempotency_key"] = self.idempotency_key
+        record["idempotency_fingerprint"] = self.idempotency_fingerprint
         record["cancellable"] = self.cancellable
         record["seq"] = self.seq
         return record
@@ -203,6 +213,7 @@ class Job:
             status=JobStatus(data["status"]),
             progress=int(data.get("progress", 0)),
             message=str(data.get("message", "")),
+            phase=data.get("phase"),
             done=int(data.get("done", 0)),
             total=int(data.get("total", 0)),
             bytes_done=int(data.get("bytes_done", 0)),
@@ -213,6 +224,7 @@ class Job:
             result=data.get("result"),
             error=data.get("error"),
             idempotency_key=data.get("idempotency_key"),
+            idempotency_fingerprint=data.get("idempotency_fingerprint"),
             cancellable=bool(data.get("cancellable", True)),
             seq=int(data.get("seq", 1)),
         )

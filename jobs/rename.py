@@ -17,7 +17,12 @@ keeps them in step:
 
 A crash between 2 and 6 leaves the entry behind; ``settle_journal`` (run at start, before the job
 runner) makes folder and registry agree again: completed when the folder was already moved, rolled
-back otherwise. No wallet is ever unregistered.
+back otherwise. No wallet is ever unregistered. The job itself is then settled by ``cleanup_rename``
+from what the registry says: renamed (completed, its result marked "recovered") or not (failed).
+
+A rename names one folder: a queued rename does not follow its wallet when another rename moves it
+(the kind's ``follows_wallet`` is off), so when it runs the path it named is gone and it fails with
+the seed's 404, showing the path as the client wrote it (ten renames of ``Small`` rename it once).
 
 Check order (the seed's, with api.md's name rules placed where they are safe)::
 
@@ -45,9 +50,9 @@ from app.wallet.paths import Unresolvable, control_character, sibling_names, wal
 from app.wallet.registry import Registry, RegistryEntry, read_registry, write_registry
 from app.wallet.storage import atomic_write_bytes, fsync_dir, occupied, rename_noreplace
 from jobs.context import JobContext, JobView
-from jobs.models import JobFailed, format_time, utcnow
+from jobs.models import Job, JobFailed, format_time, utcnow
 from jobs.services import Services
-from jobs.shape import Params
+from jobs.shape import Params, recovered
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +61,9 @@ SUCCESS_MESSAGE = "Wallet renamed successfully"
 FS_FAILED = "Failed to rename wallet directory on filesystem"
 CONFIG_FAILED = "Failed to save wallet configuration after rename"
 JOURNAL_FOLDER = "rename-journal"
+#: `settle_journal` leaves `<job id>.completed` here for a rename it completed; `cleanup_rename` reads it
+SETTLED_FOLDER = "rename-settled"
+COMPLETED_SUFFIX = ".completed"
 
 
 # -- the checks (blocking: they read the registry and look at the disk) --------------------------------
@@ -67,19 +75,26 @@ class RenamePlan:
 
     old_path: Path
     new_path: Path
+    #: wallet_path as the client wrote it, for the 404 when the wallet is no longer there
+    given: str = ""
 
     @property
     def lane(self) -> str:
         return str(self.old_path)
 
     def params(self) -> dict[str, str]:
-        return {"wallet_path": str(self.old_path), "new_name": self.new_path.name}
+        return {
+            "wallet_path": str(self.old_path),
+            "new_name": self.new_path.name,
+            "wallet_path_given": self.given or str(self.old_path),
+        }
 
     @classmethod
     def from_job(cls, job: JobView) -> RenamePlan:
-        # The job's wallet path: where the wallet is now. The run checks everything again.
+        # The path the rename named (it does not follow the wallet). The run checks everything again.
         old = Path(job.wallet_path)
-        return cls(old, old.parent / str(job.params["new_name"]))
+        given = str(job.params.get("wallet_path_given") or old)
+        return cls(old, old.parent / str(job.params["new_name"]), given)
 
 
 def not_found(shown: str) -> ApiError:
@@ -123,7 +138,7 @@ def check_rename(config: Config, registry: Registry, raw_path: str, new_name: st
     index = registry.index_of(str(path))
     if index is None or not path.is_dir():
         raise not_found(raw_path)
-    return _plan_at(registry, path, index, new_name)
+    return _plan_at(registry, path, index, new_name, raw_path)
 
 
 def plan_rename_at_index(config: Config, registry: Registry, index: int, new_name: str) -> RenamePlan:
@@ -134,7 +149,7 @@ def plan_rename_at_index(config: Config, registry: Registry, index: int, new_nam
     return check_rename(config, registry, raw, new_name)
 
 
-def _plan_at(registry: Registry, path: Path, index: int, new_name: str) -> RenamePlan:
+def _plan_at(registry: Registry, path: Path, index: int, new_name: str, given: str) -> RenamePlan:
     name = new_name.strip()
     if not name:
         raise ApiError(400, "New wallet name cannot be empty")
@@ -149,7 +164,7 @@ def _plan_at(registry: Registry, path: Path, index: int, new_name: str) -> Renam
     target = path.parent / name
     if occupied(path, target) or registry.index_of(str(target)) is not None:
         raise ApiError(409, f"A wallet with the name '{name}' already exists in that location")
-    return RenamePlan(path, target)
+    return RenamePlan(path, target, given)
 
 
 # -- the journal ----------------------------------------------------------------------------------------
@@ -157,6 +172,10 @@ def _plan_at(registry: Registry, path: Path, index: int, new_name: str) -> Renam
 
 def journal_dir(config: Config) -> Path:
     return config.jobs_dir / JOURNAL_FOLDER
+
+
+def settled_dir(config: Config) -> Path:
+    return config.jobs_dir / SETTLED_FOLDER
 
 
 def write_journal(config: Config, job_id: str, old_path: Path, new_path: Path) -> Path:
@@ -194,17 +213,27 @@ async def run_rename(plan: RenamePlan, ctx: JobContext) -> dict[str, Any]:
     """The rename under the registry lock; it cannot be cancelled once its folder move has begun."""
     config, wallets = ctx.services.config, ctx.services.wallets
     async with wallets.registry_lock:
-        body = await ctx.run_blocking(rename_wallet, config, ctx, str(plan.old_path), plan.new_path.name)
+        body = await ctx.run_blocking(
+            rename_wallet, config, ctx, str(plan.old_path), plan.new_path.name, shown=plan.given
+        )
         # Queued jobs on the old path (a backup submitted after this rename) now follow the wallet.
         ctx.move_wallet(body["old_path"], body["new_path"])
+        # So do backup plans: the next run archives the wallet under its new name.
+        await ctx.services.wallet_moved(body["old_path"], body["new_path"])
     return body
 
 
-def rename_wallet(config: Config, ctx: JobContext, wallet_path: str, new_name: str) -> dict[str, Any]:
-    """The whole rename, blocking, under the registry lock; returns the success body or raises JobFailed."""
+def rename_wallet(
+    config: Config, ctx: JobContext, wallet_path: str, new_name: str, *, shown: str = ""
+) -> dict[str, Any]:
+    """The whole rename, blocking, under the registry lock; returns the success body or raises JobFailed.
+
+    `shown` is the wallet path as the client wrote it: the 404 of a wallet no longer there names it."""
     try:
         plan = check_rename(config, read_registry(config.registry_path), wallet_path, new_name)
     except ApiError as error:
+        if error.status == 404 and shown:
+            error = not_found(shown)
         raise JobFailed.from_error(error) from None
     old, new = plan.old_path, plan.new_path
     try:
@@ -239,6 +268,10 @@ def rename_wallet(config: Config, ctx: JobContext, wallet_path: str, new_name: s
         raise JobFailed.plain(500, CONFIG_FAILED, rolled_back=rolled_back) from None
     clear_journal(entry)
     log.info("renamed wallet %s -> %s (job %s)", old, new, ctx.job.id)
+    return success_body(old, new, ctx.job.id)
+
+
+def success_body(old: Path, new: Path, job_id: str) -> dict[str, Any]:
     return {
         "success": True,
         "message": SUCCESS_MESSAGE,
@@ -247,7 +280,7 @@ def rename_wallet(config: Config, ctx: JobContext, wallet_path: str, new_name: s
         "old_name": old.name,
         "new_name": new.name,
         "command": COMMAND,
-        "job_id": ctx.job.id,
+        "job_id": job_id,
     }
 
 
@@ -285,7 +318,33 @@ def _fsync_quietly(folder: Path) -> None:
 # -- recovery at start ----------------------------------------------------------------------------------
 
 
-def settle_journal(config: Config) -> list[str]:
+def cleanup_rename(config: Config, job: Job) -> dict[str, Any] | None:
+    """The restart hook, after `settle_journal` made folder and registry agree.
+
+    The rename happened when the journal completed it (its marker; the old path may be registered
+    again: the start recreates a renamed Default), or, after a crash that came once the journal entry
+    was cleared, when the job had started and the registry names the new folder and no longer the
+    old one: completed, "recovered". Else nothing changed (a rolled-back or never-started rename, or
+    a queued duplicate of a rename that ran) and the job fails."""
+    old = Path(job.wallet_path)
+    new_name = job.params.get("new_name")
+    if not isinstance(new_name, str) or not new_name:
+        return None
+    new = old.parent / new_name
+    marker = settled_dir(config) / f"{job.id}{COMPLETED_SUFFIX}"
+    completed_by_journal = marker.exists()
+    if completed_by_journal:
+        clear_journal(marker)
+    registry = read_registry(config.registry_path)
+    if registry.index_of(str(new)) is None or not new.is_dir():
+        return None
+    if not completed_by_journal and (job.started_at is None or registry.index_of(str(old)) is not None):
+        return None
+    log.warning("rename job %s had renamed %s to %s before the restart", job.id, old, new)
+    return recovered(success_body(old, new, job.id))
+
+
+def settle_journal(config: Config, moved: list[tuple[str, str]] | None = None) -> list[str]:
     """Settle every journal entry a crash left behind so that folder and registry agree (blocking).
 
     Completed when the folder was already moved (the wallet folder the entry identifies by device and
@@ -293,7 +352,8 @@ def settle_journal(config: Config) -> list[str]:
     not): the registry names the new path. Otherwise rolled back: the registry names the old path. The folder
     itself never needs moving (a moved folder is always completed), and no registry row is ever
     removed unless it is replaced. Returns one line per entry, for the log. An entry that cannot be
-    settled (unreadable registry, a write failing) stays for the next start.
+    settled (unreadable registry, a write failing) stays for the next start. Each rename settled as
+    completed is added to `moved` as (old path, new path), for whatever follows wallets (backup plans).
     """
     folder = journal_dir(config)
     try:
@@ -321,7 +381,16 @@ def settle_journal(config: Config) -> list[str]:
             lines.append(f"rename journal entry {name} is unreadable; kept as {aside.name}, nothing changed")
             continue
         try:
-            lines.append(_settle(config, old, new, folder_id))
+            line, completed = _settle(config, old, new, folder_id)
+            if completed:
+                # For the job's own settling (cleanup_rename), which runs later in this start.
+                job_id = str(record.get("job_id") or name.removesuffix(".json"))
+                settled = settled_dir(config)
+                settled.mkdir(mode=0o700, exist_ok=True)
+                atomic_write_bytes(settled / f"{job_id}{COMPLETED_SUFFIX}", b"")
+                if moved is not None:
+                    moved.append((str(old), str(new)))
+            lines.append(line)
         except Exception as exc:
             log.exception("rename journal entry %s could not be settled", entry)
             lines.append(f"rename {old} -> {new} could not be settled ({exc}); it is retried at the next start")
@@ -330,11 +399,12 @@ def settle_journal(config: Config) -> list[str]:
     return lines
 
 
-def _settle(config: Config, old: Path, new: Path, folder_id: tuple[int, int] | None) -> str:
+def _settle(config: Config, old: Path, new: Path, folder_id: tuple[int, int] | None) -> tuple[str, bool]:
+    """The log line, and whether the rename is settled as completed."""
     old_there, new_there = os.path.lexists(old), os.path.lexists(new)
     if not old_there and not new_there:
         # Nothing to make agree: the registry is left as it is, so the wallet is not unregistered.
-        return f"rename {old} -> {new}: neither folder exists; the registry was left unchanged"
+        return f"rename {old} -> {new}: neither folder exists; the registry was left unchanged", False
     if _is_folder(new, folder_id):
         moved = True  # even if a new folder appeared at the old path since
     elif _is_folder(old, folder_id):
@@ -355,7 +425,8 @@ def _settle(config: Config, old: Path, new: Path, folder_id: tuple[int, int] | N
     if changed:
         write_registry(config.registry_path, entries)
     verb = "completed" if moved else "rolled back"
-    return f"rename {old} -> {new} {verb}: the registry names {keep}" + ("" if changed else " (it already did)")
+    line = f"rename {old} -> {new} {verb}: the registry names {keep}" + ("" if changed else " (it already did)")
+    return line, moved
 
 
 def _is_folder(path: Path, folder_id: tuple[int, int] | None) -> bool:

@@ -6,6 +6,10 @@ app's executor through ``JobContext.run_blocking`` (see ``context``). Whatever t
 becomes the job's final state (errors are data); nothing escapes as an unretrieved task exception.
 The exceptions the runner raises, and how the HTTP side maps them, are drawn in ``errors``; they are
 re-exported here so callers need only this module.
+
+A new job exists only once the store has committed it: ``submit`` returns (and the job may start)
+after that commit, so an id handed out is never unknown after a crash; when the commit fails the job
+is forgotten and ``StoreUnavailable`` raised. A job keeps its lane position while it is being saved.
 """
 
 from __future__ import annotations
@@ -13,6 +17,8 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import copy
+import hashlib
+import json
 import logging
 import math
 import threading
@@ -22,14 +28,17 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+from . import joblog
 from .context import JobContext
 from .errors import (
     INTERNAL_ERROR,
     INTERRUPTED_ERROR,
+    IdempotencyMismatch,
     JobNotCancellable,
     JobNotFound,
     QueueFull,
     RunnerClosed,
+    StoreUnavailable,
 )
 from .models import Job, JobCancelled, JobError, JobFailed, JobKind, JobStatus, utcnow
 from .services import Services
@@ -38,7 +47,9 @@ from .store import JobStore
 log = logging.getLogger(__name__)
 
 JobFunc = Callable[[JobContext], Awaitable[dict[str, Any]]]
-CleanupFunc = Callable[[Job], None]
+#: settles a job a restart interrupted: the result of work that had finished (marked "recovered"),
+#: or None when the work was undone (the job fails "Interrupted by server restart")
+CleanupFunc = Callable[[Job], "dict[str, Any] | None"]
 
 #: how long an idempotency key finds the job it created
 IDEMPOTENCY_WINDOW = timedelta(hours=24)
@@ -49,6 +60,7 @@ class _Registration:
     func: JobFunc
     cleanup: CleanupFunc | None
     cancellable: bool
+    follows_wallet: bool
 
 
 class JobRunner:
@@ -76,7 +88,10 @@ class JobRunner:
         # Every job known, in creation order (oldest first); _history is the same order for pruning.
         self._jobs: dict[str, Job] = {}
         self._history: deque[str] = deque()
-        self._idempotency: dict[tuple[JobKind, str], str] = {}
+        self._idempotency: dict[str, str] = {}
+        # New jobs whose store commit is in flight: they hold their lane place but do not start yet.
+        self._unsaved: set[str] = set()
+        self._saving: dict[str, asyncio.Task[None]] = {}
         # Lanes: queued jobs per wallet. A lane is dispatchable when it has jobs and nobody runs on it.
         self._lanes: dict[str, deque[Job]] = {}
         self._busy: dict[str, int] = {}
@@ -100,10 +115,17 @@ class JobRunner:
     # -- set-up -------------------------------------------------------------------------------
 
     def register(
-        self, kind: JobKind, func: JobFunc, *, cleanup: CleanupFunc | None = None, cancellable: bool = True
+        self,
+        kind: JobKind,
+        func: JobFunc,
+        *,
+        cleanup: CleanupFunc | None = None,
+        cancellable: bool = True,
+        follows_wallet: bool = True,
     ) -> None:
-        """Say which function runs jobs of ``kind``; ``cleanup`` settles one interrupted by a restart."""
-        self._registry[JobKind(kind)] = _Registration(func, cleanup, cancellable)
+        """Say which function runs jobs of ``kind``; ``cleanup`` settles one interrupted by a restart;
+        ``follows_wallet``: a queued job moves with its wallet when a rename moves it."""
+        self._registry[JobKind(kind)] = _Registration(func, cleanup, cancellable, follows_wallet)
 
     async def start(self) -> None:
         """Load the history, settle jobs a restart interrupted, start the workers."""
@@ -122,13 +144,20 @@ class JobRunner:
     async def _settle_interrupted(self, job: Job) -> None:
         log.warning("job %s (%s) on %s was interrupted by a restart", job.id, job.kind, job.wallet_path)
         registration = self._registry.get(job.kind)
+        recovered: dict[str, Any] | None = None
         if registration is not None and registration.cleanup is not None:
             try:
-                await self._loop_or_fail().run_in_executor(self._executor, registration.cleanup, job.snapshot())
+                recovered = await self._loop_or_fail().run_in_executor(
+                    self._executor, registration.cleanup, job.snapshot()
+                )
             except Exception:
                 log.exception("cleanup of interrupted job %s (%s) failed", job.id, job.kind)
-        # Marked failed only after its cleanup ran, so a crash during cleanup retries it next start.
-        self._finish(job, JobStatus.FAILED, error=copy.deepcopy(INTERRUPTED_ERROR))
+        # Settled only after its cleanup ran, so a crash during cleanup retries it next start.
+        if recovered is not None:
+            log.warning("job %s (%s) had finished its work before the restart: completed", job.id, job.kind)
+            self._finish(job, JobStatus.COMPLETED, result=recovered)
+        else:
+            self._finish(job, JobStatus.FAILED, error=copy.deepcopy(INTERRUPTED_ERROR))
 
     # -- submitting and reading ---------------------------------------------------------------
 
@@ -139,8 +168,14 @@ class JobRunner:
         wallet_path: str,
         params: dict[str, Any],
         idempotency_key: str | None = None,
+        fingerprint: str | None = None,
     ) -> Job:
-        """Queue a job on ``wallet_path``'s lane. The same idempotency key (and kind) within 24 h returns the earlier job."""
+        """Queue a job on ``wallet_path``'s lane and return it once the store has committed it.
+
+        The same idempotency key within 24 h returns the earlier job when ``fingerprint`` (what the
+        request was; by default the kind, wallet and parameters) matches, else IdempotencyMismatch.
+        StoreUnavailable when the job could not be saved: then it does not exist and never runs.
+        """
         if self._closing:
             raise RunnerClosed()
         if self._loop is None:
@@ -149,8 +184,10 @@ class JobRunner:
         registration = self._registry.get(kind)
         if registration is None:
             raise ValueError(f"no job function registered for {kind}")
+        if fingerprint is None:
+            fingerprint = request_fingerprint(str(kind), wallet_path, params)
         if idempotency_key is not None:
-            earlier = self._find_idempotent(kind, idempotency_key)
+            earlier = await self.find_idempotent(idempotency_key, fingerprint)
             if earlier is not None:
                 return earlier
         if self._n_queued >= self._max_queued:
@@ -160,15 +197,49 @@ class JobRunner:
             wallet_path=wallet_path,
             params=params,
             idempotency_key=idempotency_key,
+            idempotency_fingerprint=fingerprint if idempotency_key is not None else None,
             cancellable=registration.cancellable,
         )
         self._remember(job)
         self._lanes.setdefault(wallet_path, deque()).append(job)
         self._n_queued += 1
-        self._store.put(job)
-        self._make_ready(wallet_path)
+        self._unsaved.add(job.id)
+        saving = self._saving[job.id] = asyncio.create_task(self._store.save(job), name=f"job-save-{job.id}")
+        saving.add_done_callback(_retrieve)
+        try:
+            await asyncio.shield(saving)
+        except asyncio.CancelledError:
+            # The caller went away (a disconnecting client): the save goes on, and settles the job.
+            saving.add_done_callback(lambda done: self._saved_quietly(job, done))
+            raise
+        except StoreUnavailable:
+            pass  # _saved raises it below, once the job is forgotten
+        self._saved(job, saving)
         self._forget_old()
         return job
+
+    def _saved(self, job: Job, saving: asyncio.Task[None]) -> None:
+        """The new job's save ended: it may start (after its caller has it), or it is forgotten."""
+        if job.id not in self._unsaved:
+            return  # settled already
+        self._unsaved.discard(job.id)
+        self._saving.pop(job.id, None)
+        error = StoreUnavailable("the save was cut short") if saving.cancelled() else saving.exception()
+        if error is not None:
+            log.error("job %s (%s) on %s could not be saved; it is dropped", job.id, job.kind, job.wallet_path)
+            if job.status is JobStatus.QUEUED:
+                self._unqueue(job)
+            self._forget(job)
+            self._store.discard(job.id)
+            raise error
+        joblog.queued(job)
+        self._make_ready(job.wallet_path)
+
+    def _saved_quietly(self, job: Job, saving: asyncio.Task[None]) -> None:
+        try:
+            self._saved(job, saving)
+        except StoreUnavailable:
+            pass  # logged; nobody is waiting for the answer
 
     def get(self, job_id: str) -> Job:
         """The live job (read it, never change it). Raises JobNotFound."""
@@ -297,6 +368,7 @@ class JobRunner:
             for lane in list(self._lanes.values()):
                 for job in lane:
                     self._finish(job, JobStatus.CANCELLED)
+            # (a job still being saved is saved cancelled: the store drains before it closes)
             self._lanes.clear()
             self._n_queued = 0
             for job_id in self._running:
@@ -334,8 +406,8 @@ class JobRunner:
                 return
             self._ready_set.discard(wallet)
             lane = self._lanes.get(wallet)
-            if not lane or self._busy.get(wallet):
-                continue  # stale: its jobs were cancelled or moved, or it is taken
+            if not lane or self._busy.get(wallet) or lane[0].id in self._unsaved:
+                continue  # stale: its jobs were cancelled or moved, it is taken, or its next job is not saved yet
             job = lane.popleft()
             if not lane:
                 del self._lanes[wallet]
@@ -361,7 +433,8 @@ class JobRunner:
         self._make_ready(wallet)
 
     def _make_ready(self, wallet: str) -> None:
-        if wallet in self._ready_set or self._busy.get(wallet) or not self._lanes.get(wallet):
+        lane = self._lanes.get(wallet)
+        if wallet in self._ready_set or self._busy.get(wallet) or not lane or lane[0].id in self._unsaved:
             return
         assert self._ready is not None
         self._ready_set.add(wallet)
@@ -375,6 +448,7 @@ class JobRunner:
         job.started_at = utcnow()
         job.message = "Running"
         self._publish(job, persist=True)
+        joblog.started(job)
         loop = self._loop_or_fail()
         began = loop.time()
         result: dict[str, Any] | None = None
@@ -449,6 +523,7 @@ class JobRunner:
         else:
             job.message = "Cancelled"
         self._publish(job, persist=persist)
+        joblog.finished(job)
         self._wake(self._finished, job.id)
 
     def _publish(self, job: Job, *, persist: bool) -> None:
@@ -460,7 +535,13 @@ class JobRunner:
     def move_wallet(self, job_id: str, old_path: str, new_path: str) -> None:
         if old_path == new_path:
             return
-        moved = self._lanes.pop(old_path, None)
+        lane = self._lanes.pop(old_path, None) or deque()
+        # A rename names one folder: it stays on the path it named (and fails there with the seed's
+        # 404); the other kinds act on the wallet, wherever it now is.
+        moved = deque(job for job in lane if self._registry[job.kind].follows_wallet)
+        staying = deque(job for job in lane if not self._registry[job.kind].follows_wallet)
+        if staying:
+            self._lanes[old_path] = staying
         if moved:
             for job in moved:
                 job.wallet_path = new_path
@@ -478,6 +559,7 @@ class JobRunner:
             self._release(old_path)
             self._occupy(new_path)
         self._make_ready(new_path)
+        self._make_ready(old_path)
 
     # -- history ------------------------------------------------------------------------------
 
@@ -485,12 +567,33 @@ class JobRunner:
         self._jobs[job.id] = job
         self._history.append(job.id)
         if job.idempotency_key is not None:
-            self._idempotency[(job.kind, job.idempotency_key)] = job.id
+            self._idempotency[job.idempotency_key] = job.id
 
-    def _find_idempotent(self, kind: JobKind, key: str) -> Job | None:
-        job = self._jobs.get(self._idempotency.get((kind, key), ""))
+    def _forget(self, job: Job) -> None:
+        """Drop a job that never came to exist (its save failed)."""
+        self._jobs.pop(job.id, None)
+        try:
+            self._history.remove(job.id)
+        except ValueError:
+            pass
+        if job.idempotency_key is not None and self._idempotency.get(job.idempotency_key) == job.id:
+            del self._idempotency[job.idempotency_key]
+
+    async def find_idempotent(self, key: str, fingerprint: str) -> Job | None:
+        """The job made within 24 h for `key`, once it is saved; None if there is none.
+
+        IdempotencyMismatch when it was made for another request (method, path or parameters):
+        a retry must never be answered with somebody else's result. A job stored before
+        fingerprints were kept matches any request, as it did then.
+        """
+        job = self._jobs.get(self._idempotency.get(key, ""))
         if job is None or utcnow() - job.created_at > IDEMPOTENCY_WINDOW:
             return None
+        if job.idempotency_fingerprint is not None and job.idempotency_fingerprint != fingerprint:
+            raise IdempotencyMismatch(key)
+        saving = self._saving.get(job.id)
+        if saving is not None:
+            await asyncio.shield(saving)  # raises StoreUnavailable as it does for the first caller
         return job
 
     def _forget_old(self) -> None:
@@ -507,8 +610,8 @@ class JobRunner:
                 return
             self._history.popleft()
             del self._jobs[job.id]
-            if job.idempotency_key is not None and self._idempotency.get((job.kind, job.idempotency_key)) == job.id:
-                del self._idempotency[(job.kind, job.idempotency_key)]
+            if job.idempotency_key is not None and self._idempotency.get(job.idempotency_key) == job.id:
+                del self._idempotency[job.idempotency_key]
             self._store.delete(job.id)
 
     def _retry_after(self) -> int:
@@ -539,6 +642,18 @@ class JobRunner:
         if self._loop is None:
             raise RuntimeError("job runner not started")
         return self._loop
+
+
+def request_fingerprint(*parts: Any) -> str:
+    """A short digest of what a request asked for (JSON-able parts), to tell a retry from another request."""
+    text = json.dumps(parts, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _retrieve(task: asyncio.Task[None]) -> None:
+    """Mark a save's outcome as seen (the runner handles it; asyncio need not warn about it)."""
+    if not task.cancelled():
+        task.exception()
 
 
 def _percent(job: Job) -> int:

@@ -15,7 +15,9 @@ job put since its last write and commits them in ONE transaction on the app's ex
 commit is in flight new puts pile up and go into the next one, so 1,000 jobs submitted at once
 cost a handful of fsyncs, not 3,000. A state is therefore on disk promptly (one commit later), not
 by the time ``put`` returns; ``flush()`` waits until everything put so far is committed, and
-``close()`` flushes before it closes the database.
+``close()`` flushes before it closes the database. ``save(job)`` is ``put`` that waits for the commit
+holding the job and raises ``StoreUnavailable`` when that commit failed: a new job is saved before
+the runner promises it to anyone or starts it.
 
 Pruning happens in ``open()``: finished jobs older than ``keep_days`` go, then all but the newest
 ``keep_max`` finished jobs. Unfinished jobs are always kept: the runner must settle them.
@@ -36,6 +38,7 @@ import threading
 import time
 from pathlib import Path
 
+from .errors import StoreUnavailable
 from .models import Job
 
 log = logging.getLogger(__name__)
@@ -74,6 +77,8 @@ class JobStore:
         self._executor: concurrent.futures.Executor | None = None
         # id -> snapshot to write, or None to delete; latest put wins.
         self._pending: dict[str, Job | None] = {}
+        # id -> futures of `save` calls, resolved by the commit that holds that job's put
+        self._waiters: dict[str, list[asyncio.Future[None]]] = {}
         self._put_count = 0
         self._written_count = 0
         self._wake: asyncio.Event | None = None
@@ -103,6 +108,18 @@ class JobStore:
     def put(self, job: Job) -> None:
         """Schedule the job's current state to be written (loop thread only; cheap)."""
         self._queue(job.id, job.snapshot())
+
+    async def save(self, job: Job) -> None:
+        """Put the job's current state and return once it is committed (fsynced); StoreUnavailable if
+        that commit failed (the state stays pending and is retried, unless `discard` drops it)."""
+        self.put(job)
+        future = asyncio.get_running_loop().create_future()
+        self._waiters.setdefault(job.id, []).append(future)
+        await future
+
+    def discard(self, job_id: str) -> None:
+        """Drop whatever is pending for the job (a new job whose save failed: it never existed)."""
+        self._pending.pop(job_id, None)
 
     def delete(self, job_id: str) -> None:
         """Schedule the job's removal from the history (loop thread only)."""
@@ -153,15 +170,19 @@ class JobStore:
                 self._wake.clear()
                 continue
             batch, self._pending = self._pending, {}
+            waiters = [future for job_id in batch for future in self._waiters.pop(job_id, ())]
             upto = self._put_count
             failed = False
             try:
                 await loop.run_in_executor(self._executor, self.write_sync, batch)
-            except Exception:
+            except Exception as exc:
                 failed = True
                 log.exception("cannot write %d job(s) to %s", len(batch), self.path)
                 for job_id, value in batch.items():
                     self._pending.setdefault(job_id, value)
+                _resolve(waiters, StoreUnavailable(_reason(exc)))
+            else:
+                _resolve(waiters, None)
             async with self._written:
                 self._written_count = upto
                 self._written.notify_all()
@@ -252,6 +273,7 @@ class JobStore:
     def _connect(self) -> sqlite3.Connection:
         if self._db is None:
             self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+            _make_private(self.path)
             db = sqlite3.connect(self.path, check_same_thread=False)
             try:
                 db.execute("PRAGMA journal_mode=WAL")
@@ -262,3 +284,39 @@ class JobStore:
                 raise
             self._db = db
         return self._db
+
+
+def _make_private(path: Path) -> None:
+    """The database file exists and is 0600 before SQLite opens it; SQLite gives its -wal and -shm
+    files the database's mode. (Created by SQLite itself it would get the umask's 0644.)"""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            os.fchmod(fd, 0o600)
+        finally:
+            os.close(fd)
+        for suffix in ("-wal", "-shm"):
+            try:
+                os.chmod(path.with_name(path.name + suffix), 0o600)
+            except FileNotFoundError:
+                pass
+    except OSError as exc:
+        # Not ours to refuse the start over: SQLite opens it or reports what is wrong.
+        log.warning("cannot make %s private: %s", path, exc)
+
+
+def _resolve(waiters: list[asyncio.Future[None]], error: Exception | None) -> None:
+    for future in waiters:
+        if future.done():
+            continue  # its saver was cancelled
+        if error is None:
+            future.set_result(None)
+        else:
+            future.set_exception(error)
+
+
+def _reason(exc: Exception) -> str:
+    """The failure in words a client may read (no paths): "database or disk is full", "No space left on device"."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc) or type(exc).__name__

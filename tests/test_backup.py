@@ -271,7 +271,17 @@ async def test_backup_archives_every_file_and_folder_byte_for_byte(client, tmp_p
             assert f"Default/{rel}/" in names, rel
         assert "Default/" in names
         assert len(names) == len(before) + len(dirs) + 2  # + the top folder + the manifest
-        assert archive.comment.decode() == f"CloudCoin wallet backup: Default, {today()}"
+        # The seed-style human line, then the summary that lists read without the central directory.
+        human, summary = archive.comment.decode().split("\n")
+        assert human == f"CloudCoin wallet backup: Default, {today()}"
+        manifest = json.loads(archive.read("backup-manifest.json"))
+        assert json.loads(summary) == {
+            "cloudcoin_backup_summary": 1, "wallet_name": "Default", "wallet_path": manifest["wallet_path"],
+            "created": manifest["created"], "job_id": manifest["job_id"], "plan_id": None,
+            "coins": manifest["totals"]["coins"], "value": manifest["totals"]["value"],
+            "encrypted": manifest["counters"]["files_added_plaintext"] == 0,
+        }  # fmt: skip
+        assert manifest["plan_id"] is None  # a one-off backup belongs to no plan
 
     assert stat.S_IMODE(zip_path.stat().st_mode) == 0o600
     assert stat.S_IMODE(destination.stat().st_mode) == 0o700
@@ -651,7 +661,7 @@ async def test_disk_full_mid_archive_is_the_seeds_500_and_leaves_nothing(
     destination = tmp_path / "b"
     status, body = await post_backup(client, destination=str(destination))
     assert (status, body) == (500, ZIP_FAILED)
-    assert os.listdir(destination) == []
+    assert not destination.exists()  # not even the folder the backup created
     assert not (data_dir / "BackupPlaces.txt").exists()
 
 
@@ -678,7 +688,7 @@ async def test_a_failed_verification_is_the_seeds_500(client, tmp_path, data_dir
     destination = tmp_path / "b"
     status, body = await post_backup(client, destination=str(destination))
     assert (status, body) == (500, ZIP_FAILED)
-    assert os.listdir(destination) == []
+    assert not destination.exists()  # not even the folder the backup created
 
 
 def test_restart_cleanup_removes_the_jobs_temporary_file(tmp_path):

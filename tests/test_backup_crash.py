@@ -234,5 +234,13 @@ def test_file_size_limit_mid_backup_is_the_seeds_500_and_leaves_nothing(server: 
     status, body = server.request("POST", "/api/wallets/backup", {"destination": str(destination)})
 
     assert (status, body) == (500, ZIP_FAILED)
-    assert os.listdir(destination) == []
+    assert not destination.exists()  # not even the folder the backup created
     assert server.request("GET", "/api/health")[0] == 200
+    log = (server.data_dir / "logs" / "server.log").read_text()
+    assert f"the destination {destination} is full (File too large)" in log
+
+    # A destination that was there before stays, empty as it was.
+    destination.mkdir()
+    status, body = server.request("POST", "/api/wallets/backup", {"destination": str(destination)})
+    assert (status, body) == (500, ZIP_FAILED)
+    assert os.listdir(destination) == []

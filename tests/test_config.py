@@ -116,6 +116,13 @@ def test_empty_api_token_in_the_file_means_no_token(tmp_path):
     assert load_config(["--config", str(path)], environ={}).api_token is None
 
 
+def test_timezone_is_an_iana_name_or_empty_for_the_systems(tmp_path):
+    assert load_config([], environ={"CLOUDCOIN_TIMEZONE": "Europe/Berlin"}).timezone == "Europe/Berlin"
+    assert load_config(["--config", str(write_toml(tmp_path, '[plans]\ntimezone = ""\n'))], environ={}).timezone is None
+    with pytest.raises(SystemExit):
+        load_config([], environ={"CLOUDCOIN_TIMEZONE": "Mars/Olympus_Mons"})
+
+
 def test_default_toml_lists_every_setting_with_the_builtin_default():
     settings = read_config_file(DEFAULT_TOML)
     assert set(settings) == {f.name for f in fields(Config)}
@@ -125,7 +132,7 @@ def test_default_toml_lists_every_setting_with_the_builtin_default():
 
 def test_default_toml_is_valid_toml_grouped_in_tables():
     document = tomllib.loads(DEFAULT_TOML.read_text(encoding="utf-8"))
-    assert set(document) == {"server", "jobs"}
+    assert set(document) == {"server", "plans", "jobs"}
 
 
 @pytest.mark.parametrize(

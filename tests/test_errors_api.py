@@ -24,7 +24,10 @@ async def assert_json_error(response, status: int, message: str | None = None) -
     return body
 
 
-@pytest.mark.parametrize("path", ["/", "/api", "/api/nope", "/api/wallets/list/extra", "/index.html", "/api/health/"])
+# `GET /` is the status page (HTML, the one exception to JSON-only): tests/test_page_files.py.
+@pytest.mark.parametrize(
+    "path", ["/api", "/api/nope", "/api/wallets/list/extra", "/index.html", "/api/health/", "/static/"]
+)
 async def test_unknown_route_is_json_404(client, path):
     await assert_json_error(await client.get(path), 404, "Not Found")
 
@@ -147,6 +150,10 @@ async def test_openapi_is_3_1_and_lists_every_route_the_app_serves(client):
     }
     served = served_operations(client.server.app)
     assert served, "the app serves no route?"
+    # The status page's own files are not API endpoints (api.md): served, but not in the description.
+    page = {("GET", "/"), ("GET", "/static/{name}")}
+    assert page <= served
+    served -= page
     assert served - described == set(), "routes missing from /api/openapi.json"
     assert described - served == set(), "/api/openapi.json describes routes that do not exist"
 

@@ -207,6 +207,7 @@ async def test_job_shape_and_retry_after_while_unfinished(jc):
         "status",
         "progress",
         "message",
+        "phase",
         "wallet_path",
         "params",
         "done",

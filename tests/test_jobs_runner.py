@@ -15,7 +15,15 @@ from typing import Any
 import pytest
 
 from jobs.context import JobContext
-from jobs.errors import INTERRUPTED_MESSAGE, JobNotCancellable, JobNotFound, QueueFull, RunnerClosed
+from jobs.errors import (
+    INTERRUPTED_MESSAGE,
+    IdempotencyMismatch,
+    JobNotCancellable,
+    JobNotFound,
+    QueueFull,
+    RunnerClosed,
+    StoreUnavailable,
+)
 from jobs.models import Job, JobCancelled, JobFailed, JobKind, JobStatus, utcnow
 from jobs.runner import JobRunner
 from jobs.store import JobStore
@@ -581,12 +589,22 @@ async def test_same_idempotency_key_returns_the_same_job(make_runner: MakeRunner
     first = await runner.submit(JobKind.BACKUP, wallet_path="/w/A", params={"name": "a"}, idempotency_key="k1")
     again = await runner.submit(JobKind.BACKUP, wallet_path="/w/A", params={"name": "a"}, idempotency_key="k1")
     assert again is first
-    other_kind = await runner.submit(JobKind.VERIFY, wallet_path="/w/A", params={"name": "a"}, idempotency_key="k1")
     other_key = await runner.submit(JobKind.BACKUP, wallet_path="/w/A", params={"name": "a"}, idempotency_key="k2")
-    assert len({first.id, other_kind.id, other_key.id}) == 3
+    assert other_key.id != first.id
+    # The same key for another request (kind, wallet or parameters) is refused and makes no job.
+    for kind, wallet, params in (
+        (JobKind.VERIFY, "/w/A", {"name": "a"}),
+        (JobKind.BACKUP, "/w/B", {"name": "a"}),
+        (JobKind.BACKUP, "/w/A", {}),
+    ):
+        with pytest.raises(IdempotencyMismatch):
+            await runner.submit(kind, wallet_path=wallet, params=params, idempotency_key="k1")
+    assert len(runner.list()) == 2
     await runner.wait(first.id, 2)
     # After it finished, still the same job (a retry must not back up twice) ...
-    assert await runner.submit(JobKind.BACKUP, wallet_path="/w/A", params={}, idempotency_key="k1") is first
+    assert await runner.submit(JobKind.BACKUP, wallet_path="/w/A", params={"name": "a"}, idempotency_key="k1") is first
+    with pytest.raises(IdempotencyMismatch):
+        await runner.submit(JobKind.BACKUP, wallet_path="/w/A", params={}, idempotency_key="k1")
     # ... but not after 24 hours.
     first.created_at -= timedelta(hours=25)
     fresh = await runner.submit(JobKind.BACKUP, wallet_path="/w/A", params={"name": "b"}, idempotency_key="k1")
@@ -599,7 +617,11 @@ async def test_idempotency_key_survives_a_restart(make_runner: MakeRunner, tmp_p
     await runner.wait(first.id, 2)
     await runner.close()
     again = await make_runner(directory=tmp_path / "j")
-    assert (await again.submit(JobKind.BACKUP, wallet_path="/w/A", params={}, idempotency_key="k")).id == first.id
+    assert (
+        await again.submit(JobKind.BACKUP, wallet_path="/w/A", params={"name": "a"}, idempotency_key="k")
+    ).id == first.id
+    with pytest.raises(IdempotencyMismatch):
+        await again.submit(JobKind.BACKUP, wallet_path="/w/A", params={"name": "b"}, idempotency_key="k")
 
 
 async def test_move_wallet_retargets_queued_jobs_and_their_lane(make_runner: MakeRunner, script: Script) -> None:
@@ -824,3 +846,121 @@ async def test_close_of_a_runner_never_started_is_harmless(tmp_path: Path, execu
     await runner.close()
     with pytest.raises(RunnerClosed):
         await runner.submit(JobKind.BACKUP, wallet_path="/w/A", params={})
+
+
+# -- a job exists once it is saved; a restart records what really happened ------------------------------
+
+
+def stored(directory: Path) -> set[str]:
+    import sqlite3
+
+    with sqlite3.connect(f"file:{directory / 'jobs.sqlite3'}?mode=ro", uri=True) as db:
+        return {row[0] for row in db.execute("SELECT id FROM jobs")}
+
+
+async def test_submit_returns_once_the_job_is_committed_and_not_before(
+    make_runner: MakeRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write = JobStore.write_sync
+
+    def slow(self: JobStore, batch: dict[str, Any]) -> None:
+        time.sleep(0.2)
+        write(self, batch)
+
+    monkeypatch.setattr(JobStore, "write_sync", slow)
+    runner = await make_runner(directory=tmp_path / "j")
+    jobs = await asyncio.gather(*(submit(runner, f"n{n}", f"/w/{n}") for n in range(20)))
+    assert {job.id for job in jobs} <= stored(tmp_path / "j")
+
+
+async def test_a_job_the_store_cannot_save_never_runs_and_is_forgotten(
+    make_runner: MakeRunner, script: Script, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sqlite3
+
+    runner = await make_runner(directory=tmp_path / "j")
+    write = JobStore.write_sync
+
+    def full(self: JobStore, batch: dict[str, Any]) -> None:
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(JobStore, "write_sync", full)
+    first = asyncio.ensure_future(
+        runner.submit(JobKind.BACKUP, wallet_path="/w/A", params={"name": "lost"}, idempotency_key="k")
+    )
+    await asyncio.sleep(0)
+    # A retry with the same key while the first is being saved shares its fate.
+    retry = runner.submit(JobKind.BACKUP, wallet_path="/w/A", params={"name": "lost"}, idempotency_key="k")
+    for attempt in (first, retry):
+        with pytest.raises(StoreUnavailable, match="disk is full"):
+            await attempt
+    assert runner.list() == [] and runner.counts() == {"queued": 0, "running": 0}
+    monkeypatch.setattr(JobStore, "write_sync", write)
+    await asyncio.sleep(1.2)  # past the writer's retry
+    job = await submit(runner, "next", "/w/A")
+    assert (await runner.wait(job.id, 2)).status is JobStatus.COMPLETED
+    assert script.log == [("start", "next"), ("end", "next")]  # "lost" never ran
+    assert stored(tmp_path / "j") == {job.id}
+
+
+async def test_restart_completes_a_job_whose_cleanup_found_its_work_finished(
+    make_runner: MakeRunner, tmp_path: Path, executor: ThreadPoolExecutor
+) -> None:
+    directory = tmp_path / "jobs"
+    done, undone = (Job.new(JobKind.BACKUP, wallet_path=f"/w/{n}", params={}) for n in "AB")
+    for job in (done, undone):
+        job.status, job.started_at = JobStatus.RUNNING, utcnow()
+    store = JobStore(directory)
+    await store.open(executor)
+    for job in (done, undone):
+        store.put(job)
+    await store.close()
+
+    def cleanup(job: Job) -> dict[str, Any] | None:
+        return (
+            {"success": True, "message": "Wallet backup created successfully", "recovered": True}
+            if job.id == done.id
+            else None
+        )
+
+    runner = await make_runner(directory=directory, cleanups={JobKind.BACKUP: cleanup})
+    completed = runner.get(done.id)
+    assert completed.status is JobStatus.COMPLETED and completed.progress == 100
+    assert completed.result == {"success": True, "message": "Wallet backup created successfully", "recovered": True}
+    assert completed.message == "Wallet backup created successfully"
+    assert runner.get(undone.id).status is JobStatus.FAILED
+    await runner.close()
+    again = await make_runner(directory=directory)
+    assert again.get(done.id).status is JobStatus.COMPLETED
+
+
+async def test_a_queued_job_of_a_kind_that_names_one_folder_stays_when_the_wallet_moves(
+    make_runner: MakeRunner, executor: ThreadPoolExecutor, tmp_path: Path, script: Script
+) -> None:
+    moved = asyncio.Event()
+
+    async def mover(ctx: JobContext) -> dict[str, Any]:
+        if ctx.job.params["name"] == "first":
+            await ctx.run_blocking(ctx.move_wallet, "/w/Old", "/w/New")
+            moved.set()
+        return {"ran_on": ctx.job.wallet_path}
+
+    runner = JobRunner(JobStore(tmp_path / "own"), executor=executor, workers=2)
+    runner.register(JobKind.RENAME, mover, follows_wallet=False)
+    runner.register(JobKind.BACKUP, script.gated)
+    await runner.start()
+    try:
+        script.gate("hold")
+        holder = await submit(runner, "hold", "/w/Old")
+        first = await runner.submit(JobKind.RENAME, wallet_path="/w/Old", params={"name": "first"})
+        second = await runner.submit(JobKind.RENAME, wallet_path="/w/Old", params={"name": "second"})
+        backup = await submit(runner, "backup", "/w/Old")
+        script.gate("hold").set()
+        for job in (holder, first, second, backup):
+            await runner.wait(job.id, 2)
+        assert moved.is_set()
+        assert second.wallet_path == "/w/Old" and second.result == {"ran_on": "/w/Old"}
+        assert backup.wallet_path == "/w/New" and backup.result is not None
+        assert backup.result["wallet_path"] == "/w/New"
+    finally:
+        await runner.close()

@@ -21,7 +21,7 @@ from jobs.models import Job, JobKind, JobStatus, format_time, utcnow
 from jobs.store import DB_NAME, JobStore
 
 JOB_JSON_KEYS = [
-    "id", "kind", "status", "progress", "message", "wallet_path", "params", "done", "total",
+    "id", "kind", "status", "progress", "message", "phase", "wallet_path", "params", "done", "total",
     "bytes_done", "bytes_total", "created_at", "started_at", "finished_at", "result", "error", "links",
 ]  # fmt: skip
 

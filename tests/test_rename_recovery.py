@@ -325,3 +325,28 @@ def test_identity_of_the_unmoved_wallet_rolls_back_although_the_new_name_exists(
     (default.parent / "Taken").mkdir()
     (line,) = settle_journal(config)
     assert "rolled back" in line and registered(config) == [str(default), str(second)]
+
+
+# -- the job's own outcome after the journal was settled ------------------------------------------------
+
+
+def test_cleanup_of_a_rename_that_finished_before_the_kill_completes_it(config: Config) -> None:
+    from datetime import UTC, datetime
+
+    from jobs.models import Job, JobKind
+    from jobs.rename import cleanup_rename
+
+    default, second = set_up(config, "Default", "Second")
+    new = second.with_name("Done")
+    params = {"wallet_path": str(second), "new_name": "Done"}
+    ran = Job.new(JobKind.RENAME, wallet_path=str(second), params=params)
+    ran.started_at = datetime.now(UTC)
+    duplicate = Job.new(JobKind.RENAME, wallet_path=str(second), params=params)  # queued, never ran
+    assert cleanup_rename(config, ran) is None  # nothing renamed yet: the job fails
+    os.rename(second, new)  # the whole rename, journal cleared, before the job's end was stored
+    write_registry(config.registry_path, [RegistryEntry(str(default)), RegistryEntry(str(new))])
+
+    result = cleanup_rename(config, ran)
+    assert result is not None and result["recovered"] is True
+    assert (result["old_path"], result["new_path"], result["job_id"]) == (str(second), str(new), ran.id)
+    assert cleanup_rename(config, duplicate) is None

@@ -556,7 +556,7 @@ def test_the_restart_cleanup_removes_the_temporary_folder(tmp_path: Path, make_c
     temp = location / restore.temp_name(job.id)
     (temp / "Bank").mkdir(parents=True)
     (temp / "Bank" / "half.bin").write_bytes(b"x")
-    restore.cleanup_restore(config, job)
+    assert restore.cleanup_restore(config, job) is None  # half done: undone, the job fails
     assert not location.joinpath(restore.temp_name(job.id)).exists()
     assert os.listdir(location) == []
 
@@ -569,11 +569,13 @@ def test_the_restart_cleanup_registers_a_wallet_moved_before_the_crash(tmp_path:
     (target / "Bank").mkdir(parents=True)
     (target / "Fracked").mkdir()
     job = Job.new(JobKind.RESTORE, wallet_path=str(target), params={"location": str(location)})
-    restore.cleanup_restore(config, job)  # never started: nothing is registered
+    assert restore.cleanup_restore(config, job) is None  # never started: nothing is registered
     assert registered(config.data_dir) == []
     job.started_at = datetime.now(UTC)
-    restore.cleanup_restore(config, job)
+    result = restore.cleanup_restore(config, job)
     assert registered(config.data_dir) == [str(target)]
+    assert result is not None and result["recovered"] is True and result["wallet_path"] == str(target)
+    assert result["total_notes"] == 0 and result["folders_restored"] == 2
 
 
 # -- the name checks, directly ------------------------------------------------------------------------

@@ -5,10 +5,13 @@ from __future__ import annotations
 import argparse
 import os
 import tomllib
+import zoneinfo
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
+
+from app import __version__
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
@@ -41,6 +44,8 @@ class Config:
     max_connections: int = 512
     header_timeout: float = 10.0
     log_level: str = "INFO"
+    #: the IANA zone backup plans run in (their cron times, day boundaries, file dates); None: the system's
+    timezone: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "data_dir", Path(self.data_dir).expanduser().absolute())
@@ -71,6 +76,13 @@ class Config:
                 raise ConfigError(f"{name} must be a list of non-empty strings")
         if not isinstance(self.log_level, str) or self.log_level.upper() not in LOG_LEVELS:
             raise ConfigError(f"log_level must be one of {', '.join(LOG_LEVELS)}, not {self.log_level!r}")
+        if self.timezone is not None:
+            try:
+                zoneinfo.ZoneInfo(self.timezone)
+            except (zoneinfo.ZoneInfoNotFoundError, ValueError, TypeError):
+                raise ConfigError(
+                    f"timezone must be an IANA zone name like Europe/Berlin, not {self.timezone!r}"
+                ) from None
 
     @property
     def wallets_dir(self) -> Path:
@@ -108,15 +120,20 @@ ENVIRONMENT = {
     "CLOUDCOIN_MAX_CONNECTIONS": "max_connections",
     "CLOUDCOIN_HEADER_TIMEOUT": "header_timeout",
     "CLOUDCOIN_LOG_LEVEL": "log_level",
+    "CLOUDCOIN_TIMEZONE": "timezone",
 }
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m app", description="CloudCoin Wallet Server")
+    parser.add_argument("--version", action="version", version=f"CloudCoin Wallet Server {__version__}")
     parser.add_argument("--host", help=f"address to listen on (default {DEFAULT_HOST})")
     parser.add_argument("--port", type=int, help=f"port to listen on (default {DEFAULT_PORT})")
     parser.add_argument("--data-dir", dest="data_dir", help="the Client_Data directory (default ./Client_Data)")
     parser.add_argument("--config", dest="config_file", help="a TOML settings file (see config/default.toml)")
+    parser.add_argument(
+        "--log-level", dest="log_level", type=str.upper, choices=LOG_LEVELS, help="how much to log (default INFO)"
+    )
     return parser
 
 
@@ -146,7 +163,7 @@ def build_config(args: argparse.Namespace, environ: Mapping[str, str]) -> Config
     for name, key in ENVIRONMENT.items():
         if environ.get(name):
             settings[key] = environ[name]
-    for key in ("host", "port", "data_dir"):
+    for key in ("host", "port", "data_dir", "log_level"):
         if getattr(args, key) is not None:
             settings[key] = getattr(args, key)
     return Config(**_coerce(settings))
@@ -192,8 +209,9 @@ def _coerce(settings: dict[str, Any]) -> dict[str, Any]:
             out[key] = tuple(value)
         elif key in out:
             raise ConfigError(f"{key} must be a list of strings, not {value!r}")
-    if out.get("api_token") == "":
-        out["api_token"] = None
+    for key in ("api_token", "timezone"):
+        if out.get(key) == "":
+            out[key] = None
     if "data_dir" in out:
         if not isinstance(out["data_dir"], (str, os.PathLike)) or not os.fspath(out["data_dir"]):
             raise ConfigError(f"data_dir must be a non-empty path, not {out['data_dir']!r}")

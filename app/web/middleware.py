@@ -13,8 +13,9 @@ from aiohttp.typedefs import Middleware
 
 from app.wallet.config import MAX_BODY_BYTES, Config
 from app.wallet.errors import ApiError
-from app.web.params import read_params
-from app.web.state import route_headers_key
+from app.web.params import read_json_body, read_params
+from app.web.state import json_body_paths_key, route_headers_key
+from app.web.views.page import is_page_file
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +137,7 @@ def security_middleware(config: Config) -> Middleware:
                 "Access-Control-Max-Age": "600",
             }
             return web.Response(status=204, headers=preflight)
-        if config.api_token and request.path != "/api/health":
+        if config.api_token and request.path != "/api/health" and not is_page_file(request):
             supplied = request.headers.get("Authorization", "")
             expected = f"Bearer {config.api_token}"
             # surrogateescape: a header of stray bytes must compare unequal, not raise.
@@ -150,10 +151,19 @@ def security_middleware(config: Config) -> Middleware:
         # Every request's parameters are checked before any handler runs, also where the handler
         # takes none: `POST /api/system/logout` with a broken body is a 400, not a silent logout.
         if request.match_info.http_exception is None:  # an unknown route stays a 404
-            await read_params(request)
+            if _json_document(request):
+                await read_json_body(request)  # a plan: lists and objects, JSON only (415 otherwise)
+            else:
+                await read_params(request)
         return await handler(request)
 
     return security
+
+
+def _json_document(request: web.Request) -> bool:
+    resource = request.match_info.route.resource
+    paths = request.app.get(json_body_paths_key, frozenset())
+    return resource is not None and resource.canonical in paths and request.method in ("POST", "PATCH", "PUT")
 
 
 def _cors_headers(origin: str) -> dict[str, str]:

@@ -47,6 +47,29 @@ ACCEPTED_SCHEMA = {
 }
 
 
+#: The fields a client sends to create (or, all optional, to change) a backup plan.
+PLAN_INPUT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "name": {"type": "string", "maxLength": 200},
+        "wallet_path": {"type": "string", "description": "Create only; default the active wallet"},
+        "destinations": {"type": "array", "items": {"type": "string"}, "minItems": 1, "maxItems": 8},
+        "schedule": {"type": "string", "description": "5-field cron, or @hourly, @daily, @weekly, @monthly, @yearly"},
+        "keep": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                rule: {"type": "integer", "minimum": 0} for rule in ("last", "daily", "weekly", "monthly", "yearly")
+            },
+        },
+        "verify": {"const": True},
+        "encrypted_only": {"type": "boolean"},
+        "enabled": {"type": "boolean"},
+    },
+}
+
+
 def build_openapi(routes: Any) -> dict[str, Any]:
     paths: dict[str, dict[str, Any]] = {}
     for route in routes:
@@ -62,7 +85,7 @@ def build_openapi(routes: Any) -> dict[str, Any]:
         },
         "servers": [{"url": "/"}],
         "paths": paths,
-        "components": {"schemas": {"Error": ERROR_SCHEMA, "Accepted": ACCEPTED_SCHEMA}},
+        "components": {"schemas": {"Error": ERROR_SCHEMA, "Accepted": ACCEPTED_SCHEMA, "PlanInput": PLAN_INPUT_SCHEMA}},
     }
 
 
@@ -94,7 +117,16 @@ def _operation(route: Any, method: str) -> dict[str, Any]:
             },
         },
     }
-    if method == "POST" and route.params:
+    if route.json_body and not route.job:
+        operation["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/PlanInput"}}},
+        }
+        operation["responses"]["415"] = {
+            "description": "The body is not JSON",
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+        }
+    elif method == "POST" and route.params:
         operation["requestBody"] = {
             "required": False,
             "content": {
@@ -108,6 +140,16 @@ def _operation(route: Any, method: str) -> dict[str, Any]:
         operation["responses"]["202"] = {
             "description": "Job accepted (Prefer: respond-async or async=true)",
             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Accepted"}}},
+        }
+        error = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+        operation["responses"]["422"] = {
+            "description": "The request's Idempotency-Key header was used before for another method, path or "
+            "parameters (no job made); the same request again within 24 h gets the same job",
+            "content": error,
+        }
+        operation["responses"]["503"] = {
+            "description": "Too many jobs queued, shutting down, or the job store cannot be written (no job made)",
+            "content": error,
         }
     if route.path.endswith("/events"):
         operation["responses"]["200"] = {

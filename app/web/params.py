@@ -25,6 +25,27 @@ async def read_params(request: web.Request) -> dict[str, str]:
     return params
 
 
+async def read_json_body(request: web.Request) -> Any:
+    """The body of a JSON-only endpoint as a document (an empty body is {}); 415 for any other type.
+
+    The query string is still checked as every request's is."""
+    _checked(_from_query(request.rel_url.raw_query_string))
+    if not request.body_exists:
+        return {}
+    raw = await request.read()
+    if not raw.strip():
+        return {}
+    content_type = request.content_type
+    if content_type not in ("application/json", "text/json") and not content_type.endswith("+json"):
+        raise ApiError(415, "This endpoint takes a JSON body (Content-Type: application/json)")
+    try:
+        return json.loads(raw.decode("utf-8"), object_pairs_hook=_unique_pairs, parse_constant=_no_constant)
+    except UnicodeDecodeError:
+        raise ApiError(400, "Request body is not valid UTF-8") from None
+    except (ValueError, RecursionError):
+        raise ApiError(400, "Request body is not valid JSON") from None
+
+
 def _from_query(raw_query: str) -> dict[str, str]:
     """The query string decoded strictly: aiohttp's `request.query` turns bad UTF-8 into U+FFFD, which
     would let `?wallet_path=%FF` name a wallet called "\ufffd"."""

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from app.web.openapi import build_openapi
-from app.web.state import openapi_key, route_headers_key
-from app.web.views import backup, jobs, login, rename, restore, system, wallets
+from app.web.state import json_body_paths_key, openapi_key, route_headers_key
+from app.web.views import backup, jobs, login, page, plans, rename, restore, system, wallets
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -36,6 +36,7 @@ class Route:
     params: tuple[Param, ...] = ()
     job: bool = False  # answers 202 on request (Prefer: respond-async or async=true)
     successor: str | None = None  # set on a deprecated route: the path that replaces it
+    json_body: bool = False  # takes a JSON document (415 for anything else), not flat parameters
 
     @property
     def deprecated(self) -> bool:
@@ -112,7 +113,7 @@ ROUTES: tuple[Route, ...] = (
             Param(
                 "kind",
                 "Only jobs of this kind",
-                choices=("wallet-backup", "wallet-rename", "wallet-restore", "backup-verify"),
+                choices=("wallet-backup", "wallet-rename", "wallet-restore", "backup-verify", "plan-run"),
             ),
             Param("wallet_path", "Only jobs on this wallet path"),
             Param("limit", "At most this many (default 100, at most 1000)", type="integer", minimum=1, maximum=1000),
@@ -204,6 +205,75 @@ ROUTES: tuple[Route, ...] = (
         ),
         job=True,
     ),
+    # -- backup plans (issue 11) -------------------------------------------------------------------
+    Route(
+        ("POST",),
+        "/api/backup-plans",
+        plans.create_plan,
+        "Create a backup plan: wallet, 1-8 destinations, 5-field cron schedule, retention (JSON body)",
+        "plans",
+        json_body=True,
+    ),
+    Route(
+        ("GET",),
+        "/api/backup-plans",
+        plans.list_plans,
+        "Backup plans",
+        "plans",
+        (Param("wallet_path", "Only the plans of this wallet"),),
+    ),
+    Route(
+        ("GET",),
+        "/api/backup-plans/{plan_id}",
+        plans.get_plan,
+        "One backup plan, with last_run and next_run_at",
+        "plans",
+    ),
+    Route(
+        ("PATCH",),
+        "/api/backup-plans/{plan_id}",
+        plans.change_plan,
+        "Change name, destinations, schedule, keep, encrypted_only or enabled (JSON body)",
+        "plans",
+        json_body=True,
+    ),
+    Route(("DELETE",), "/api/backup-plans/{plan_id}", plans.delete_plan, "Delete a plan (never its archives)", "plans"),
+    Route(
+        ("GET",), "/api/backup-plans/{plan_id}/runs", plans.plan_runs, "The plan's last 100 runs, newest first", "plans"
+    ),
+    Route(
+        ("POST",),
+        "/api/backup-plans/{plan_id}/run",
+        plans.run_plan,
+        "Run the plan now; answers the run record (or 202 with Prefer: respond-async); 409 while one runs",
+        "plans",
+        (ASYNC,),
+        job=True,
+        json_body=True,
+    ),
+    Route(
+        ("GET",),
+        "/api/wallets/backups",
+        plans.list_backups,
+        "Archives of a wallet in every place the server has written backups to",
+        "wallets",
+        (WALLET_PATH,),
+    ),
+    Route(
+        ("GET",),
+        "/api/system/dropdown",
+        plans.dropdown,
+        "Suggestions the reference GUI reads: BackupPlaces.txt or wallet-locations.csv",
+        "system",
+        (
+            Param(
+                "file",
+                "BackupPlaces.txt or wallet-locations.csv",
+                True,
+                choices=("BackupPlaces.txt", "wallet-locations.csv"),
+            ),
+        ),
+    ),
     Route(
         ("GET",),
         "/api/wallets/active/rename",
@@ -223,8 +293,12 @@ ROUTES: tuple[Route, ...] = (
 
 def add_routes(app: web.Application, routes: tuple[Route, ...] = ROUTES) -> None:
     app[route_headers_key] = {route.path: route.headers for route in routes if route.headers}
+    app[json_body_paths_key] = frozenset(route.path for route in routes if route.json_body)
     # The description is built from the table here, so the view that serves it needs no import of it.
     app[openapi_key] = build_openapi(routes)
     for route in routes:
         for method in route.methods:
             app.router.add_route(method, route.path, route.handler)
+    # The status page (cli.md): not part of the API, so not in its table or the OpenAPI document.
+    for path, handler in page.ROUTES:
+        app.router.add_get(path, handler)

@@ -14,6 +14,8 @@ from app.wallet.config import Config
 from app.wallet.keyring import KeyRing
 from app.wallet.logins import LoginGate
 from app.wallet.wallets import WalletService
+from jobs.plans.catalog import BackupCatalog
+from jobs.plans.service import PlanService
 
 config_key = web.AppKey("config", Config)
 #: The requests' thread pool (`run_blocking`); the jobs have their own, `job_executor_key`.
@@ -27,6 +29,13 @@ login_gate_key = web.AppKey("login_gate", LoginGate)
 route_headers_key = web.AppKey("route_headers", dict)
 #: The OpenAPI description of the route table, built once when the routes are added.
 openapi_key = web.AppKey("openapi", dict)
+#: Paths of the routes whose bodies are JSON documents (objects, lists), not flat parameters.
+json_body_paths_key = web.AppKey("json_body_paths", frozenset)
+#: Backup plans, and the archives the server knows.
+plans_key = web.AppKey("plans", PlanService)
+catalog_key = web.AppKey("backup_catalog", BackupCatalog)
+#: Renames a crash interrupted and the start settled as completed: (old, new), for the plans to follow.
+wallet_moves_key = web.AppKey("wallet_moves", list)
 
 
 T = TypeVar("T")

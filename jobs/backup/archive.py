@@ -33,7 +33,7 @@ from jobs.backup.coins import (
     admit_other_coin_file,
     plain_single_units,
 )
-from jobs.backup.manifest import FolderStats, add_manifest, manifest_head, manifest_tail
+from jobs.backup.manifest import FolderStats, add_manifest, manifest_head, manifest_tail, summary_comment
 from jobs.backup.output import HashingFile
 from jobs.models import JobCancelled
 from jobs.zip.writer import ZipWriter
@@ -92,8 +92,11 @@ class Archiver:
         cancel: threading.Event,
         report: Report,
         total: int,
+        plan_id: str | None = None,
     ) -> None:
         self.wallet = wallet
+        self.plan_id = plan_id
+        self.comment = b""
         self.job_id = job_id
         self.date = date
         self.spool_dir = spool_dir
@@ -131,8 +134,7 @@ class Archiver:
             try:
                 self._walk(writer, manifest)
                 self._add_manifest(writer, manifest)
-                comment = f"CloudCoin wallet backup: {self.wallet.name}, {self.date}".encode("utf-8", "replace")
-                writer.close(comment=comment[:0xFFFF])
+                writer.close(comment=self.comment)
             except BaseException:
                 writer.abort()
                 raise
@@ -353,6 +355,7 @@ class Archiver:
             job_id=self.job_id,
             reencrypted=self.reencrypted > 0,
             key_check=self.encryptor.key_check if self.encryptor is not None else None,
+            plan_id=self.plan_id,
         )
         tail = manifest_tail(
             entry_count=writer.entries,  # every entry so far; the manifest is not listed in itself
@@ -362,6 +365,7 @@ class Archiver:
             counters=self.counters(),
         )
         add_manifest(writer, manifest, head=head, tail=tail)
+        self.comment = summary_comment(head, tail, date=self.date)
 
 
 def _bad_name(name: str) -> bool:

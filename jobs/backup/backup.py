@@ -1,4 +1,5 @@
-"""The backup kind: `plan_backup` (the endpoint's checks), `run_backup` (archive, verify, name), `cleanup_backup`.
+"""The backup kind: `plan_backup` (the endpoint's checks), `run_backup` (archive, verify, name); its
+`cleanup_backup` and `backup_places` live in jobs/backup/recovery.py.
 
 `plan_backup` runs api.md's checks in their order before any job exists (jobs/backup/checks.py).
 The run is blocking work on the app's thread pool (`write_backup`):
@@ -17,7 +18,8 @@ The run is blocking work on the app's thread pool (`write_backup`):
    temporary name is removed and the directory fsynced.
 
 A cancel (checked between files) or any failure removes the temporary file; nothing else is ever
-left behind. After a crash `cleanup_backup` deletes the half-written archive.
+left behind. After a crash `cleanup_backup` (jobs/backup/recovery.py) tells a finished archive from
+a half-written one, which `remove_temporary_files` deletes.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from app.wallet.storage import atomic_write_bytes, fsync_dir
 from jobs.backup.archive import Archiver, Report, count_entries
 from jobs.backup.checks import (
     MISSING_DESTINATION,
+    NO_PARENT,
     SUCCESS_MESSAGE,
     ZIP_FAILED,
     check_destination_place,
@@ -57,6 +60,8 @@ from jobs.zip.readback import verify_zip
 
 log = logging.getLogger(__name__)
 
+#: a write failed because the destination has no room: a full disk, a quota, a file-size limit
+DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 #: BackupPlaces.txt keeps this many destinations (storage.md)
 MAX_BACKUP_PLACES = 10
 
@@ -119,11 +124,6 @@ async def run_backup(plan: BackupPlan, ctx: JobContext) -> dict[str, Any]:
     return result
 
 
-def cleanup_backup(config: Config, job: Job) -> None:
-    """The restart cleanup (the half-written archive); the backup keeps nothing in Client_Data."""
-    remove_temporary_files(job)
-
-
 def remove_temporary_files(job: Job) -> None:
     """Delete the half-written archive a crash left in the job's destination."""
     destination = job.params.get("destination")
@@ -154,6 +154,9 @@ class BackupRun:
     data_dir: Path
     key: bytes | None
     date: str  # YYYY-MM-DD, local time
+    plan_id: str | None = None  # set by a plan run: recorded in the manifest and the summary
+    #: False for a plan run: a missing destination is never created (an empty mount point is no backup)
+    create_destination: bool = True
 
 
 #: BackupPlaces.txt is rewritten by one backup at a time (two may finish together).
@@ -194,11 +197,38 @@ def write_backup(plan: BackupRun, *, cancel: threading.Event, report: Report) ->
         check_destination_place(destination, wallet)
     except ApiError as error:
         raise JobFailed.from_error(error) from None
-    make_destination(destination)
+    if plan.create_destination:
+        created = make_destination(destination)
+    elif not os.path.isdir(destination):
+        raise JobFailed.from_error(NO_PARENT)
+    else:
+        created = False
+    try:
+        return _archive_into(plan, wallet, destination, cancel=cancel, report=report)
+    except JobFailed:
+        if created:
+            _remove_created(destination, plan.job_id)
+        raise
+
+
+def _remove_created(destination: Path, job_id: str) -> None:
+    """A failed backup leaves nothing, not even the folder it created (when it is empty, as it then is)."""
+    try:
+        os.rmdir(destination)
+        fsync_dir(destination.parent)
+    except OSError as exc:
+        log.warning("backup job %s: cannot remove the folder it created, %s: %s", job_id, destination, exc)
+        return
+    log.info("backup job %s: removed the folder it created, %s", job_id, destination)
+
+
+def _archive_into(
+    plan: BackupRun, wallet: Path, destination: Path, *, cancel: threading.Event, report: Report
+) -> dict[str, Any]:
     if cancel.is_set():
         raise JobCancelled()
     total = count_entries(wallet, cancel)
-    report(done=0, total=total, message=f"Archiving {wallet.name} (0 of {total:,} files)")
+    report(done=0, total=total, message=f"Archiving {wallet.name} (0 of {total:,} files)", phase="archiving")
     tmp = destination / temp_name(plan.job_id)
     try:
         fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
@@ -211,11 +241,11 @@ def write_backup(plan: BackupRun, *, cancel: threading.Event, report: Report) ->
         out = HashingFile(fd)
         archiver = Archiver(
             wallet=wallet, job_id=plan.job_id, date=plan.date, key=plan.key, spool_dir=destination,
-            out=out, cancel=cancel, report=report, total=total,
+            out=out, cancel=cancel, report=report, total=total, plan_id=plan.plan_id,
         )  # fmt: skip
         archiver.archive()
         os.fsync(fd)
-        report(message=f"Verifying {archiver.entries:,} entries")
+        report(message=f"Verifying {archiver.entries:,} entries", phase="verifying")
         _verify(tmp, archiver.entries, job_id=plan.job_id, cancel=cancel, report=report)
         zip_sha256 = out.hexdigest()
         zip_size = os.fstat(fd).st_size
@@ -225,7 +255,13 @@ def write_backup(plan: BackupRun, *, cancel: threading.Event, report: Report) ->
     except (JobCancelled, JobFailed):
         raise
     except (OSError, ValueError) as exc:
-        log.error("backup job %s of %s failed: %s", plan.job_id, wallet, exc, exc_info=True)
+        if isinstance(exc, OSError) and exc.errno in DISK_FULL:
+            log.error(
+                "backup job %s of %s failed: the destination %s is full (%s)", plan.job_id, wallet, destination,
+                exc.strerror,
+            )  # fmt: skip
+        else:
+            log.error("backup job %s of %s failed: %s", plan.job_id, wallet, exc, exc_info=True)
         raise JobFailed.from_error(ZIP_FAILED) from None
     finally:
         os.close(fd)

@@ -68,14 +68,14 @@ def check_destination_place(destination: Path, wallet: Path) -> None:
         raise NO_PARENT
 
 
-def make_destination(destination: Path) -> None:
-    """Create the last component (0700) when missing; its parent must exist (api.md)."""
+def make_destination(destination: Path) -> bool:
+    """Create the last component (0700) when missing; its parent must exist (api.md). True if created."""
     try:
         os.mkdir(destination, 0o700)
     except FileExistsError:
         if not os.path.isdir(destination):
             raise JobFailed.from_error(CANNOT_CREATE) from None
-        return
+        return False
     except FileNotFoundError:
         raise JobFailed.from_error(NO_PARENT) from None
     except OSError as exc:
@@ -86,6 +86,7 @@ def make_destination(destination: Path) -> None:
         fsync_dir(destination.parent)
     except OSError as exc:
         log.warning("backup directory %s: %s", destination, exc)
+    return True
 
 
 # -- names ------------------------------------------------------------------------------------

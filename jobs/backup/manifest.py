@@ -44,6 +44,8 @@ from jobs.zip.writer import ZipWriter
 MANIFEST_NAME = "backup-manifest.json"
 MANIFEST_FORMAT = "cloudcoin-wallet-backup"
 MANIFEST_VERSION = 1
+#: marks the ZIP comment's second line as this server's summary of the archive
+SUMMARY_KEY = "cloudcoin_backup_summary"
 #: manifests bigger than this are stored, not deflated: deflating the 14 MB manifest of a
 #: 100,000-coin wallet takes ~0.25 s, a sixth of the whole backup, to save ~9 MB
 _DEFLATE_MANIFEST_UP_TO = 4 << 20
@@ -75,7 +77,13 @@ class FolderStats:
 
 
 def manifest_head(
-    *, wallet_name: str, wallet_path: str, job_id: str, reencrypted: bool, key_check: bytes | None
+    *,
+    wallet_name: str,
+    wallet_path: str,
+    job_id: str,
+    reencrypted: bool,
+    key_check: bytes | None,
+    plan_id: str | None = None,
 ) -> dict[str, Any]:
     """The fields before "entries", in their order."""
     return {
@@ -87,6 +95,7 @@ def manifest_head(
         "created": _utc_now(),
         "server_version": __version__,
         "job_id": job_id,
+        "plan_id": plan_id,  # the backup plan that made it (retention counts only its own), else null
         "reencrypted": reencrypted,
         "key_check": key_check.hex() if key_check is not None else None,
     }
@@ -121,6 +130,29 @@ def manifest_tail(
         },
         "counters": counters,
     }
+
+
+def summary_comment(head: dict[str, Any], tail: dict[str, Any], *, date: str) -> bytes:
+    """The ZIP comment: the seed-style human line, then one JSON line that lists and retention read
+    from the end record alone (the central directory of a big wallet is megabytes)."""
+    counters = tail["counters"]
+    summary = {
+        SUMMARY_KEY: 1,
+        "wallet_name": head["wallet_name"],
+        "wallet_path": head["wallet_path"],
+        "created": head["created"],
+        "job_id": head["job_id"],
+        "plan_id": head.get("plan_id"),
+        "coins": tail["totals"]["coins"],
+        "value": tail["totals"]["value"],
+        # no plaintext Bank/Fracked coin inside (a multi-coin file goes in verbatim, so it counts against)
+        "encrypted": counters["files_added_plaintext"] == 0 and counters["files_added_multi_warned"] == 0,
+    }
+    human = f"CloudCoin wallet backup: {head['wallet_name']}, {date}"
+    comment = (human + "\n" + json.dumps(summary, ensure_ascii=True)).encode("utf-8", "replace")
+    if len(comment) > 0xFFFF:  # a path cannot make it this long on any real system; the human line still fits
+        return human.encode("utf-8", "replace")[:0xFFFF]
+    return comment
 
 
 def add_manifest(writer: ZipWriter, entries: IO[bytes], *, head: dict[str, Any], tail: dict[str, Any]) -> None:

@@ -35,7 +35,7 @@ from jobs.restore.plan import (
 )
 from jobs.restore.temp import remove_tree, removed_on_failure, temp_name
 from jobs.services import Services
-from jobs.shape import Params
+from jobs.shape import Params, recovered
 
 log = logging.getLogger(__name__)
 
@@ -130,24 +130,60 @@ def _with_wallet(registry: Registry, wallet_path: str) -> list[RegistryEntry]:
     return [*registry.entries, RegistryEntry(wallet_path, location_type(wallet_path))]
 
 
-def cleanup_restore(config: Config, job: Job) -> None:
-    """The restart hook: remove the temporary folder a crash left; register a folder already moved.
+def cleanup_restore(config: Config, job: Job) -> dict[str, Any] | None:
+    """The restart hook: remove the temporary folder a crash left (failed); a wallet already moved into
+    place is registered if it is not yet, and the restore completed (its result marked "recovered").
 
-    A crash between the rename into place and the registry write leaves a complete wallet that is
-    not registered: it is registered now, so that it is neither invisible nor blocking its name. The
-    temporary folder being gone is what says the rename happened.
+    The temporary folder being gone while the target is a wallet folder says the rename into place
+    happened (the target was free when the job started, and the job's lane is that target). A crash
+    between that rename and the registry write leaves a complete wallet that is not registered: it is
+    registered now, so that it is neither invisible nor blocking its name.
     """
     location = job.params.get("location")
     if not isinstance(location, str) or not os.path.isabs(location):
-        return
+        return None
     temp = Path(location) / temp_name(job.id)
     if os.path.lexists(temp):
         remove_tree(temp)
         log.info("restore job %s: removed the unfinished folder %s", job.id, temp)
-        return
-    if job.started_at is None or not is_wallet_folder(Path(job.wallet_path)):
-        return
+        return None
+    target = Path(job.wallet_path)
+    if job.started_at is None or not is_wallet_folder(target):
+        return None
     registry = read_registry(config.registry_path)
     if registry.index_of(job.wallet_path) is None:
         write_registry(config.registry_path, _with_wallet(registry, job.wallet_path))
         log.warning("restore job %s: registered %s, restored before the interruption", job.id, job.wallet_path)
+    balance = wallet_balance(Wallet(target, 0, False, True))
+    files = folders = 0
+    for _, dirs, names in os.walk(target):
+        files += len(names)
+        folders += len(dirs)
+    return recovered(
+        {
+            "command": RESTORE_COMMAND,
+            "success": True,
+            "message": RESTORE_MESSAGE,
+            "wallet_path": str(target),
+            "wallet_name": target.name,
+            "location": location,
+            "zip_path": job.params.get("zip_path"),
+            "files_restored": files,
+            "folders_restored": folders,
+            "total_value": balance["total_value"],
+            "total_notes": balance["total_notes"],
+            "verified": True,
+            "job_id": job.id,
+        }
+    )
+
+
+def restore_places(config: Config) -> list[Path]:
+    """Where a restore's temporary folder may lie: Wallets/ and the folder of every registered wallet."""
+    places = [config.wallets_dir]
+    try:
+        registry = read_registry(config.registry_path)
+    except OSError:
+        return places
+    places.extend(Path(entry.wallet_path).parent for entry in registry.entries)
+    return places

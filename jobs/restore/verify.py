@@ -8,6 +8,7 @@ file that is no ZIP at all is a problem too, not an error.
 from __future__ import annotations
 
 import hashlib
+import os
 import threading
 import zipfile
 from collections.abc import Callable
@@ -65,8 +66,11 @@ async def run_verify(plan: VerifyPlan, ctx: JobContext) -> dict[str, Any]:
     zip_path = plan.zip_path
     if not await ctx.run_blocking(zip_path.is_file):
         raise JobFailed.plain(404, f"Backup file not found: {zip_path}")
+    before = await ctx.run_blocking(os.stat, zip_path)
     body = await ctx.run_blocking(verify_archive, zip_path, cancel=ctx.cancel_event, report=ctx.report)
     body["job_id"] = ctx.job.id
+    if body.get("ok"):
+        await ctx.services.archive_verified(str(zip_path), before.st_size, before.st_mtime_ns)
     return body
 
 

@@ -1,0 +1,1 @@
+"""Backup plans: a wallet, destinations, a schedule and a retention policy, run as plan-run jobs."""
