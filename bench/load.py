@@ -131,14 +131,16 @@ class Lister(threading.Thread):
         conn.close()
 
 
-def load_case(work: Path, wallet: Path, clients: int, interval: float, seconds: float, jobs: int) -> None:
+def load_case(work: Path, wallets: list[Path], clients: int, interval: float, seconds: float) -> None:
+    jobs = len(wallets)
     # With several jobs, as many workers and job threads as jobs: the jobs fill their pool.
     env = {"CLOUDCOIN_WORKERS": str(jobs), "CLOUDCOIN_THREADS": str(jobs)} if jobs > 1 else {}
     server = Server(work / f"load{jobs}" / "Client_Data", env=env)
     try:
         conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=600)
-        status, body = call(conn, "POST", "/api/wallets/locations", {"path": str(wallet)})
-        assert status == 200, body
+        for wallet in wallets:
+            status, body = call(conn, "POST", "/api/wallets/locations", {"path": str(wallet)})
+            assert status == 200, body
         stop = threading.Event()
         listers = [Lister(server.port, interval, stop, interval * i / clients) for i in range(clients)]
         with HealthPoller(server.port) as health:
@@ -146,16 +148,20 @@ def load_case(work: Path, wallet: Path, clients: int, interval: float, seconds: 
                 lister.start()
             time.sleep(min(2.0, seconds / 4))  # every client in its rhythm
             started = time.perf_counter()
-            statuses = run_backups(conn, wallet, work / f"out{jobs}", jobs)
+            statuses = run_backups(conn, wallets, work / f"out{jobs}")
             backup_s = time.perf_counter() - started
             time.sleep(max(0.0, seconds - backup_s))
             stop.set()
             for lister in listers:
                 lister.join()
         listing = [v for lister in listers for v in lister.latencies]
-        what = "one backup" if jobs == 1 else f"{jobs} backups at once ({jobs} workers, {jobs} job threads)"
+        what = (
+            "one backup"
+            if jobs == 1
+            else f"{jobs} backups of {jobs} wallets at once ({jobs} workers, {jobs} job threads)"
+        )
         print(f"\n[load] {clients} clients listing every {interval:g} s for ~{seconds:g} s, {what} meanwhile")
-        print(f"  backups of {wallet.name}: {statuses}, {backup_s:.2f} s until the last finished")
+        print(f"  backups of {wallets[0].name}…: {statuses}, {backup_s:.2f} s until the last finished")
         print("  " + figures("listing", listing), f"errors={sum(lister.errors for lister in listers)}")
         print("  " + figures("health", health.latencies), f"errors={health.errors}")
         print(f"  server peak RSS (VmHWM): {server.status('VmHWM'):.0f} MB")
@@ -163,14 +169,15 @@ def load_case(work: Path, wallet: Path, clients: int, interval: float, seconds: 
         server.stop()
 
 
-def run_backups(conn: http.client.HTTPConnection, wallet: Path, destination: Path, count: int) -> list[object]:
-    """One synchronous backup, or `count` submitted at once (async) and waited for; their outcomes."""
-    body = {"wallet_path": str(wallet), "destination": str(destination)}
-    if count == 1:
+def run_backups(conn: http.client.HTTPConnection, wallets: list[Path], destination: Path) -> list[object]:
+    """One synchronous backup, or one per wallet submitted at once (async) and waited for; their outcomes."""
+    if len(wallets) == 1:
+        body = {"wallet_path": str(wallets[0]), "destination": str(destination)}
         return [call(conn, "POST", "/api/wallets/backup", body=body)[0]]
     ids = []
-    for _ in range(count):
-        status, answer = call(conn, "POST", "/api/wallets/backup", body={**body, "async": "true"})
+    for wallet in wallets:  # different wallets: jobs on one wallet wait for each other
+        body = {"wallet_path": str(wallet), "destination": str(destination), "async": "true"}
+        status, answer = call(conn, "POST", "/api/wallets/backup", body=body)
         assert status == 202, answer
         ids.append(answer["job_id"])
     outcomes: list[object] = []
@@ -314,9 +321,9 @@ def main() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(needed, soft)), hard))
     with tempfile.TemporaryDirectory(prefix="cc-load-") as tmp:
         work = Path(tmp)
-        wallet = build_wallet(args.coins, work / "wallets", announce=True)
-        load_case(work, wallet, args.clients, args.interval, args.seconds, 1)
-        load_case(work, wallet, args.clients, args.interval, args.seconds, args.jobs)
+        wallets = [build_wallet(args.coins, work / "wallets", f"Bench{i}", announce=True) for i in range(args.jobs)]
+        load_case(work, wallets[:1], args.clients, args.interval, args.seconds)
+        load_case(work, wallets, args.clients, args.interval, args.seconds)
         login_case(work, args.logins)
         slow_case(work, args.slow, args.nofile, args.header_timeout)
         big_header_case(work)

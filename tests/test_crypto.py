@@ -2,6 +2,8 @@
 
 import hashlib
 import os
+import threading
+import time
 
 import pytest
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
@@ -67,6 +69,38 @@ def test_derive_key_is_the_documented_scrypt(key):
         dklen=32,
     )
     assert key == expected
+
+
+def test_derive_key_is_the_cryptography_packages_scrypt(key):
+    # storage.md names the `cryptography` package; the key must be exactly its Scrypt's.
+    from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
+
+    assert key == Scrypt(salt=KEY_SALT, length=32, n=2**15, r=8, p=1).derive(b"correct horse battery staple")
+
+
+def test_derive_key_lets_other_threads_run(key):
+    # The loop's thread must not wait for a derivation: count what another thread does meanwhile.
+    ticks = 0
+    stop = threading.Event()
+
+    def tick() -> None:
+        nonlocal ticks
+        while not stop.is_set():
+            ticks += 1
+            time.sleep(0.001)
+
+    ticker = threading.Thread(target=tick)
+    ticker.start()
+    try:
+        started = time.perf_counter()
+        for _ in range(3):
+            derive_key("correct horse battery staple")
+        elapsed = time.perf_counter() - started
+    finally:
+        stop.set()
+        ticker.join()
+    # Holding the GIL, three derivations let the ticker in a handful of times, not once a millisecond.
+    assert ticks > elapsed * 1000 / 10
 
 
 def test_key_check_is_first_seven_bytes_of_sha256(key):

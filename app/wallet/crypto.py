@@ -4,7 +4,6 @@ import hashlib
 import os
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
-from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from app.wallet.coins import (
     AN_BLOCK,
@@ -38,10 +37,20 @@ class WrongKey(ValueError):
     """The file's key check does not match the key: it was encrypted under another one."""
 
 
+#: scrypt's working memory is 128 * r * n = 32 MiB; OpenSSL wants a little more than that.
+_SCRYPT_MAXMEM = 64 * 1024 * 1024
+
+
 def derive_key(password: str) -> bytes:
-    """The 32-byte AES-256 key for ``password`` (scrypt; ~50–100 ms, so derive once at login)."""
-    kdf = Scrypt(salt=KEY_SALT, length=KEY_SIZE, n=2**15, r=8, p=1)
-    return kdf.derive(password.encode("utf-8"))
+    """The 32-byte AES-256 key for ``password`` (scrypt; ~50–100 ms, so derive once at login).
+
+    The same scrypt as the `cryptography` package's `Scrypt` (storage.md), through `hashlib`, whose
+    OpenSSL call lets go of the GIL: `Scrypt.derive` holds it for the whole ~0.1 s, and the event
+    loop stood still that long at every login.
+    """
+    return hashlib.scrypt(
+        password.encode("utf-8"), salt=KEY_SALT, n=2**15, r=8, p=1, maxmem=_SCRYPT_MAXMEM, dklen=KEY_SIZE
+    )
 
 
 def key_check(key: bytes) -> bytes:

@@ -5,8 +5,9 @@ plain-text 400 of its own. `GuardedRequestHandler` answers those in api.md's JSO
 the status the limit means (414 for the request line, 431 for the headers). `GuardedServer` keeps the
 number of open connections under a cap below the open-file limit: when a new connection would pass
 it, the oldest connection that never sent a whole request (a client that never finishes its
-headers) is closed for it, else the oldest idle keep-alive one, never one in the middle of a request, so `/api/health` and real clients still get in while
-slow clients hold connections open. The header timeout is aiohttp's keep-alive timer, which closes a
+headers) is closed for it, else the oldest idle keep-alive one, never one in the middle of a
+request; so `/api/health` and real clients still get in while slow clients hold connections open.
+The header timeout is aiohttp's keep-alive timer, which closes a
 connection whose next request's headers have not arrived in time (see `handler_args`).
 """
 
