@@ -56,6 +56,7 @@ JOB_KINDS: tuple[JobSpec[Any], ...] = (
         load=plan_run.PlanRunPlan.from_job,
         run=plan_run.run_plan_run,
         cleanup=plan_run.cleanup_plan_run,
+        places=plan_run.plan_places,
     ),
 )
 SPECS: dict[JobKind, JobSpec[Any]] = {spec.kind: spec for spec in JOB_KINDS}

@@ -240,6 +240,7 @@ def test_restore_already_registered_at_the_kill_is_completed_and_recovered(serve
         _write = r.write_registry
         def write_registry(*args):
             _write(*args)
+            import time; time.sleep(0.5)  # the job's "running" state reaches the store, as it would by now
             {KILL}
         r.write_registry = write_registry
         """

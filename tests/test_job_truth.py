@@ -292,3 +292,20 @@ async def test_backup_cleanup_recovers_only_the_archive_its_job_wrote(
     assert result is not None
     assert result["recovered"] is True and result["zip_path"] == body["zip_path"] and result["job_id"] == body["job_id"]
     assert os.listdir(destination) == [body["filename"]]
+
+
+async def test_start_sweeps_the_destinations_of_backup_plans(make_client: Any, tmp_path: Path) -> None:
+    usb = tmp_path / "usb"
+    usb.mkdir()
+    client = await make_client()
+    body = {"wallet_path": "Default", "schedule": "30 2 * * *", "destinations": [str(usb)]}
+    response = await client.post("/api/backup-plans", json=body)
+    assert response.status in (200, 201), await response.text()
+    await client.close()
+    orphans = [usb / ".cloudcoin-plan-0123456789abcdef0123456789abcdef.tmp", usb / ".cloudcoin-backup-ab.tmp"]
+    for orphan in orphans:
+        orphan.write_bytes(b"half a copy")
+
+    client = await make_client()
+    assert (await client.get("/api/health")).status == 200
+    assert [p for p in orphans if p.exists()] == []

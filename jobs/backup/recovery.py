@@ -6,8 +6,8 @@ name before the temporary name goes. So after a crash:
 - the temporary name is there with a second link: the final name was claimed, the archive is complete
   (the link is made only after the read-back check) -> completed, the temporary name removed;
 - the temporary name is there alone: half written -> removed, failed;
-- it is gone but a ``CloudCoin-Wallet-Backup_*.zip`` written since the job started carries the job's
-  id in its manifest: the backup had finished (or took the placeholder path of a file system without
+- it is gone but a ``CloudCoin-Wallet-Backup_*.zip`` written since the job was made carries the
+  job's id in its manifest: the backup had finished (or took the placeholder path of a file system without
   hard links) -> completed;
 - else nothing was written -> failed.
 
@@ -96,9 +96,9 @@ def _finished_archive(folder: Path, job: Job) -> Path | None:
             except OSError:
                 continue
         return None
-    if job.started_at is None:
-        return None
-    since = job.started_at.timestamp() - CLOCK_SLACK_S
+    # (not only a started job: its "running" state may not have reached the store before the crash;
+    # the manifest's job id is what decides)
+    since = (job.started_at or job.created_at).timestamp() - CLOCK_SLACK_S
     for path in _archives(folder):
         try:
             if os.lstat(path).st_mtime >= since and _manifest_job_id(path) == job.id:

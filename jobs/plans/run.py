@@ -38,6 +38,8 @@ from .models import RunStatus
 from .placing import CopyFailed, copy_name, place_copy, prune
 from .retention import KeepPolicy
 from .service import PlanService
+from .store import FOLDER as PLANS_FOLDER
+from .store import PlanStore
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +101,11 @@ async def run_plan_run(plan: PlanRunPlan, ctx: JobContext) -> dict[str, Any]:
 
 def cleanup_plan_run(config: Config, job: Job) -> None:
     remove_temporary_files(job)
+
+
+def plan_places(config: Config) -> list[Path]:
+    """Every plan's destinations: where a run's temporary archive or copy may lie (the start sweep)."""
+    return [Path(d) for plan, _ in PlanStore(config.data_dir / PLANS_FOLDER).load() for d in plan.destinations]
 
 
 def _plans(services: Services) -> PlanService:
