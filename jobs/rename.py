@@ -46,7 +46,14 @@ from typing import Any
 
 from app.wallet.config import Config
 from app.wallet.errors import ApiError, missing_parameter
-from app.wallet.paths import Unresolvable, control_character, sibling_names, wallet_argument, wallet_name_problem
+from app.wallet.paths import (
+    Unresolvable,
+    control_character,
+    sibling_names,
+    trimmed,
+    wallet_argument,
+    wallet_name_problem,
+)
 from app.wallet.registry import Registry, RegistryEntry, read_registry, write_registry
 from app.wallet.storage import atomic_write_bytes, fsync_dir, occupied, rename_noreplace
 from jobs.context import JobContext, JobView
@@ -103,9 +110,10 @@ def not_found(shown: str) -> ApiError:
 
 def plan_rename(params: Params, services: Services) -> RenamePlan:
     """/api/wallets/rename: wallet_path and new_name present, then `check_rename` (blocking)."""
-    raw = params.get("wallet_path", "").strip()
-    if not raw:
+    raw = params.get("wallet_path", "")
+    if not raw.strip():
         raise missing_parameter("wallet_path")
+    raw = trimmed(raw)
     if "new_name" not in params:
         raise missing_parameter("new_name")
     return check_rename(services.config, services.wallets.read(), raw, params["new_name"])

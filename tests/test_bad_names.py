@@ -172,9 +172,34 @@ async def test_control_character_in_a_new_name_is_400_also_where_trimming_would_
     assert registry_bytes(data_dir) == before and listing(data_dir / "Wallets") == ["Default"]
 
 
-async def test_control_character_in_a_wallet_path_names_no_wallet(client):
-    status, body = await call(client, "GET", "/api/wallets/balance", wallet_path="Default\n")
-    assert (status, body["error"]) == (404, "Wallet not found: Default\n")
+@pytest.mark.parametrize("name", ["Restored\n", "\tRestored"])
+async def test_control_character_in_a_restore_name_is_400_also_where_trimming_would_hide_it(
+    client, data_dir, archive, name
+):
+    before = registry_bytes(data_dir)
+    status, body = await call(client, "POST", "/api/wallets/restore", zip_path=str(archive), new_name=name)
+    assert status == 400 and body["error"].startswith("Invalid wallet name: it contains control character"), body
+    assert registry_bytes(data_dir) == before and "Restored" not in listing(data_dir / "Wallets")
+
+
+@pytest.mark.parametrize("raw", ["Default\n", "\tDefault", "Default\r"])
+async def test_control_character_in_a_wallet_path_names_no_wallet(client, data_dir, raw):
+    before = registry_bytes(data_dir)
+    status, body = await call(client, "GET", "/api/wallets/balance", wallet_path=raw)
+    assert (status, body["error"]) == (404, f"Wallet not found: {raw}")
+    status, body = await call(client, "POST", "/api/wallets/switch", wallet_path=raw)
+    assert (status, body["error"]) == (404, f"Wallet not found: {raw}")
+    status, body = await call(client, "GET", "/api/wallets/rename", wallet_path=raw, new_name="Other")
+    assert (status, body["error"]) == (404, f"Wallet path does not exist: {raw}")
+    assert registry_bytes(data_dir) == before and listing(data_dir / "Wallets") == ["Default"]
+
+
+@pytest.mark.parametrize("raw", ["Savings\n", "\tSavings", "/tmp/x\ny/Savings"])
+async def test_control_character_in_a_new_wallets_path_is_400(client, data_dir, raw):
+    before = registry_bytes(data_dir)
+    status, body = await call(client, "POST", "/api/wallets/create", wallet_path=raw)
+    assert status == 400 and body["error"].startswith("Invalid wallet"), body
+    assert registry_bytes(data_dir) == before and listing(data_dir / "Wallets") == ["Default"]
 
 
 # -- invisible and look-alike names: "Invalid wallet name: …" ---------------------------------------------

@@ -78,6 +78,12 @@ def control_character(text: str) -> str | None:
     return None if found is None else f"control character 0x{ord(found.group()):02x}"
 
 
+def trimmed(raw: str) -> str:
+    """A path or name parameter without its surrounding spaces; a control character stays, for the
+    checks to refuse ("Default\n" must not pass for "Default")."""
+    return raw.strip(" ")
+
+
 def path_parameter_problem(name: str, raw: str) -> str | None:
     """Why the path parameter `name` cannot be taken at all, or None (its other checks come later)."""
     control = control_character(raw)

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from app.wallet.errors import ApiError
-from app.wallet.paths import canonical, is_inside
+from app.wallet.paths import canonical, control_character, is_inside
 from jobs.backup.checks import resolve_destination
 
 from .models import MAX_DESTINATIONS, MAX_NAME_CHARS
@@ -128,7 +128,7 @@ def _flag(field: str) -> Any:
 
 
 def _no_controls(field: str, value: str) -> None:
-    if any(ord(char) < 0x20 or 0x7F <= ord(char) <= 0x9F for char in value):
+    if control_character(value):  # the rule of every path parameter (app.wallet.paths)
         raise invalid(field, "contains a control character")
 
 

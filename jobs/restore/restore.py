@@ -21,6 +21,7 @@ from app.wallet.coins import units_to_json
 from app.wallet.config import Config
 from app.wallet.errors import ApiError
 from app.wallet.model import Wallet
+from app.wallet.paths import control_character
 from app.wallet.registry import Registry, RegistryEntry, location_type, read_registry, write_registry
 from app.wallet.storage import fsync_dir, rename_noreplace
 from jobs.context import JobContext
@@ -47,7 +48,11 @@ RESTORE_MESSAGE = "Wallet restored successfully"
 def plan_restore(params: Params, services: Services) -> RestorePlan:
     """/api/wallets/restore: zip_path present, then the checks that need no extraction (blocking)."""
     zip_raw = required_zip_path(params)
-    location, new_name = params.get("location", ""), params.get("new_name", "").strip()
+    raw_name = params.get("new_name", "")
+    control = control_character(raw_name)  # also the ones trimming would hide ("Savings\n")
+    if control:
+        raise ApiError(400, f"Invalid wallet name: it contains {control}")
+    location, new_name = params.get("location", ""), raw_name.strip()
     return check_restore(services.config, services.wallets.read(), zip_raw, location, new_name)
 
 

@@ -6,6 +6,7 @@ from aiohttp import web
 
 from app.wallet.coinfolders import VALUE_FOLDERS
 from app.wallet.errors import missing_parameter
+from app.wallet.paths import trimmed
 from app.web.params import choice, integer, read_params
 from app.web.state import wallets_key
 
@@ -54,9 +55,10 @@ async def wallet_locations(request: web.Request) -> web.Response:
 
 async def create_wallet(request: web.Request) -> web.Response:
     params = await read_params(request)
-    raw = params.get("wallet_path", "").strip()
-    if not raw:
+    raw = params.get("wallet_path", "")
+    if not raw.strip():
         raise missing_parameter("wallet_path")
+    raw = trimmed(raw)
     wallet = await request.app[wallets_key].create(raw)
     return web.json_response(
         {
@@ -71,9 +73,10 @@ async def create_wallet(request: web.Request) -> web.Response:
 
 async def switch_wallet(request: web.Request) -> web.Response:
     params = await read_params(request)
-    raw = params.get("wallet_path", "").strip()
-    if not raw:
+    raw = params.get("wallet_path", "")
+    if not raw.strip():
         raise missing_parameter("wallet_path")
+    raw = trimmed(raw)
     wallet = await request.app[wallets_key].switch(raw)
     return web.json_response(
         {
