@@ -59,7 +59,7 @@ def test_a_log_that_is_no_regular_file_is_never_rolled(tmp_path: Path) -> None:
     reader = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     try:
         logger, handler = make_logger(path, 50)
-        for i in range(5):
+        for _ in range(5):
             logger.info("z" * 30)
         handler.close()
         assert not list(tmp_path.glob("server.log.*"))
