@@ -139,6 +139,16 @@ class ManifestStream:
         self._pos += 2 + len(item)
         return True
 
+    def window(self) -> tuple[str, int]:
+        """(text in hand, position) for a caller that compares this server's lines itself (`take`'s
+        fast path, with the ",\\n" before each line included); the text is "" before the first entry,
+        which has no comma. Hand the position back with `seek` before any other call."""
+        return ("" if self._first else self._buf), self._pos
+
+    def seek(self, pos: int) -> None:
+        """Take back the position of a `window()` after lines were matched in it."""
+        self._pos = pos
+
     def entries(self) -> Iterator[tuple[str, int, str] | tuple[str, None, None]]:
         """(path, size, sha256) of each listed file, (path, None, None) of each folder; then the rest is checked."""
         root = self.root

@@ -111,13 +111,14 @@ def _read_all(check: BackupCheck, cancel: threading.Event, report: Report) -> No
     total = check.reader.count
     report(phase="verifying", done=0, total=total, bytes_done=0, bytes_total=check.reader.cd_offset,
            message=f"Verifying (0 of {total:,} entries)")  # fmt: skip
-    done = 0
+    seen = 0  # entries the checker passed on; `check.checked` (all it read) is brought up to date every 128
     for _, is_dir, data, _, _ in check.check_all():
         if data is not None and not is_dir and type(data) is not bytes:
             for _ in data:
                 pass
-        done = check.checked
-        if not done % REPORT_EVERY:
+        seen += 1
+        if not seen % REPORT_EVERY:
+            done = check.checked
             report(done=done, bytes_done=check.position, message=f"Verifying ({done:,} of {total:,} entries)")
     report(done=check.checked, bytes_done=check.reader.cd_offset,
            message=f"Verified ({check.checked:,} of {total:,} entries)")  # fmt: skip

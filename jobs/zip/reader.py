@@ -26,6 +26,10 @@ _LOCATOR64 = struct.Struct("<IIQI")  # 20 bytes
 # sig, made-by, needed, flags, method, time, date, crc, csize, usize, nlen, xlen, clen, disk, iattr, xattr, offset
 _CENTRAL = struct.Struct("<IHHHHHHIIIHHHHHII")  # 46 bytes
 _LOCAL = struct.Struct("<IHHHHHIIIHH")  # 30 bytes
+# What the hot loop of `entries()` needs of the same records: fewer fields unpacked, time and date
+# as one 32-bit value (the record's (date << 16) | time).
+_CENTRAL_HOT = struct.Struct("<I4xHHIIIIHHH4xII")  # sig flags method dos crc csize usize n x c attr offset
+_LOCAL_HOT = struct.Struct("<I2xHH4xIIIHH")  # sig flags method crc csize usize name-length extra-length
 _EXTRA_HEAD = struct.Struct("<HH")
 _U32 = struct.Struct("<I")
 _U64 = struct.Struct("<Q")
@@ -33,6 +37,7 @@ _SIG_CENTRAL, _SIG_LOCAL, _SIG_END, _SIG_END64, _SIG_LOCATOR64 = (
     0x02014B50, 0x04034B50, 0x06054B50, 0x06064B50, 0x07064B50,
 )  # fmt: skip
 _DESCRIPTOR_SIG = b"PK\x07\x08"
+_LOCAL_SIG = b"PK\x03\x04"
 _ZIP64_EXTRA = 0x0001
 _ONES32 = 0xFFFFFFFF
 
@@ -43,6 +48,8 @@ STORED, DEFLATED = 0, 8
 #: the read window; entries up to this size (stored and inflated) come whole, bigger ones in chunks
 CHUNK = 1 << 20
 _OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)
+#: a record made as a plain tuple of its class: NamedTuple's own __new__ is a Python function
+_new = tuple.__new__
 
 
 class ArchiveError(ValueError):
@@ -203,7 +210,7 @@ class ZipReader:
                 raise ArchiveError(
                     "entry runs into the central directory (truncated archive?)", name.decode("utf-8", "replace")
                 )
-            yield Record(name, flags, method, crc, csize, usize, off, attr, (date << 16) | time)
+            yield _new(Record, (name, flags, method, crc, csize, usize, off, attr, (date << 16) | time))
             pos += total
         if seen != self.count:
             raise ArchiveError(f"central directory holds {seen} entries, its end record says {self.count}")
@@ -239,49 +246,94 @@ class ZipReader:
         that raises `EntryDamaged` after the last one if the data is not what was recorded; it must be
         consumed before the next entry is asked for. `problem` is None, or why the data is damaged
         (then `data` is None). A broken structure raises `ArchiveError`.
+
+        The directory is walked here as `records()` walks it, with the same checks in the same order
+        (one loop for both reads: this is the hot loop of restore and verify, and every Python
+        operation per entry counts); the records are made without NamedTuple's Python-level __new__.
         """
-        fd = self.fd
-        win = b""
-        win_start = 0
-        pos = self.shift  # the end of the entry before: the next one starts exactly there
+        fd, shift, cd_offset, count = self.fd, self.shift, self.cd_offset, self.count
+        cd_end = cd_offset + self.cd_size
+        unpack_central = _CENTRAL_HOT.unpack_from
+        unpack_local = _LOCAL_HOT.unpack_from
         crc32 = zlib.crc32
-        unpack_local = _LOCAL.unpack_from
-        cd_offset = self.cd_offset
-        for record in self.records():
-            name, flags, method, crc, csize, usize, off, _, _ = record
+        new = tuple.__new__
+        cpos = cd_offset
+        cwin = b""
+        cwin_start = cpos
+        cwlen = seen = 0
+        low = 0  # where the next entry's local header may start at the earliest
+        win = b""
+        win_start = wlen = 0
+        pos = shift  # the end of the entry before: the next one starts exactly there
+        while cpos < cd_end:
+            # -- the next directory record, checked as records() checks it
+            crel = cpos - cwin_start
+            if crel + 46 > cwlen:
+                cwin, cwin_start, crel = _pread_exact(fd, min(CHUNK, cd_end - cpos), cpos), cpos, 0
+                cwlen = len(cwin)
+                if cwlen < 46:
+                    raise ArchiveError(f"central directory truncated at offset {cpos}")
+            sig, flags, method, dos, crc, csize, usize, nlen, xlen, clen, attr, off = unpack_central(cwin, crel)
+            if sig != _SIG_CENTRAL:
+                raise ArchiveError(f"bad central directory record signature at offset {cpos}")
+            total = 46 + nlen + xlen + clen
+            if cpos + total > cd_end:
+                raise ArchiveError(f"central directory record at offset {cpos} runs past the directory's end")
+            if crel + total > cwlen:
+                cwin, cwin_start, crel = _pread_exact(fd, max(total, min(CHUNK, cd_end - cpos)), cpos), cpos, 0
+                cwlen = len(cwin)
+            name = cwin[crel + 46 : crel + 46 + nlen]
+            if usize == _ONES32 or csize == _ONES32 or off == _ONES32:
+                usize, csize, off = _zip64_values(cwin[crel + 46 + nlen : crel + 46 + nlen + xlen], usize, csize, off)
+            seen += 1
+            if seen > count:
+                raise ArchiveError(f"central directory holds more entries than the {count} its end record claims")
+            off += shift
+            if off < low:
+                path = name.decode("utf-8", "replace")
+                if off < shift:
+                    raise ArchiveError("local header offset lies before the archive's start", path)
+                raise ArchiveError("entry overlaps the one before it, or is out of file order", path)
+            low = off + 30 + nlen + csize
+            if low > cd_offset:
+                raise ArchiveError(
+                    "entry runs into the central directory (truncated archive?)", name.decode("utf-8", "replace")
+                )
+            cpos += total
+            record = new(Record, (name, flags, method, crc, csize, usize, off, attr, dos))
+            # -- its data. The common entry, stored whole in the window with a local header that
+            # agrees: as few operations as possible. Anything else takes the full checks below.
+            # Its local header then repeats the directory record's bytes 6-32 (version needed, flags,
+            # method, time, date, CRC-32, sizes, name length, extra length 0) and the name: compared as
+            # bytes, which is every check of the full path below and more.
             rel = off - win_start
-            head_end = rel + 30 + len(name)
-            # The common entry, stored whole in the window with a local header that agrees: as few
-            # operations as possible. Anything else takes the full checks below.
-            if off == pos and rel >= 0 and head_end + csize + 64 <= len(win) and method == STORED and csize == usize:
-                sig, _, lflags, lmethod, _, _, lcrc, lcsize, lusize, lnlen, lxlen = unpack_local(win, rel)
-                drel = head_end + lxlen
-                if (
-                    sig == _SIG_LOCAL and lflags == flags and not flags & 9 and lmethod == STORED and lcrc == crc
-                    and lcsize == csize and lusize == usize and lnlen == len(name) and drel + csize <= len(win)
-                    and off + 30 + lnlen + lxlen + csize <= cd_offset and win.startswith(name, rel + 30)
-                ):  # fmt: skip
-                    data = win[drel : drel + csize]
-                    if crc32(data) == crc:
-                        pos = off + 30 + lnlen + lxlen + csize
-                        yield record, data, None
-                        continue
+            if (
+                off == pos and rel >= 0 and method == STORED and csize == usize and not flags & 9 and not xlen
+                and rel + 94 + nlen + csize <= wlen and win[rel + 4 : rel + 30] == cwin[crel + 6 : crel + 32]
+                and win.startswith(_LOCAL_SIG, rel) and win.startswith(name, rel + 30)
+            ):  # fmt: skip
+                data = win[rel + 30 + nlen : rel + 30 + nlen + csize]
+                if crc32(data) == crc:
+                    pos = low
+                    yield record, data, None
+                    continue
             if off != pos:
                 raise ArchiveError(f"{off - pos} unaccounted bytes before this entry" if off > pos else
                                    "entry overlaps the one before it", decode_name(record))  # fmt: skip
             rel = off - win_start
-            head_end = rel + 30 + len(name)
-            if rel < 0 or head_end + 64 > len(win):
+            head_end = rel + 30 + nlen
+            if rel < 0 or head_end + 64 > wlen:
                 # Refill with the window starting at this header, big enough for it and small data.
-                want = min(max(CHUNK, 30 + len(name) + 64 + csize), self.cd_offset - off)
+                want = min(max(CHUNK, 30 + nlen + 64 + csize), cd_offset - off)
                 win, win_start, rel = _pread_exact(fd, want, off), off, 0
-                head_end = 30 + len(name)
-            if len(win) < head_end:
+                wlen = len(win)
+                head_end = 30 + nlen
+            if wlen < head_end:
                 raise ArchiveError("local header truncated", decode_name(record))
-            sig, _, lflags, lmethod, _, _, lcrc, lcsize, lusize, lnlen, lxlen = _LOCAL.unpack_from(win, rel)
-            if sig != _SIG_LOCAL:
+            lsig, lflags, lmethod, lcrc, lcsize, lusize, lnlen, lxlen = unpack_local(win, rel)
+            if lsig != _SIG_LOCAL:
                 raise ArchiveError("bad local header signature", decode_name(record))
-            if lnlen != len(name) or win[rel + 30 : head_end] != name:
+            if lnlen != nlen or win[rel + 30 : head_end] != name:
                 raise ArchiveError("local header name differs from the central directory", decode_name(record))
             if lmethod != method or (lflags ^ flags) & (FLAG_ENCRYPTED | FLAG_DESCRIPTOR):
                 raise ArchiveError(
@@ -297,7 +349,7 @@ class ZipReader:
             pos = data_end
             if flags & FLAG_DESCRIPTOR:
                 pos = self._descriptor_end(record, data_end)
-            if pos > self.cd_offset:
+            if pos > cd_offset:
                 raise ArchiveError("entry runs into the central directory (truncated archive?)", decode_name(record))
             if flags & FLAG_ENCRYPTED:
                 yield record, None, "is encrypted with ZIP encryption, which is not supported"
@@ -311,12 +363,13 @@ class ZipReader:
                 yield record, self._chunks(record, data_off), None
                 continue
             drel = data_off - win_start
-            if drel + csize > len(win):
+            if drel + csize > wlen:
                 win, win_start, drel = (
-                    _pread_exact(fd, min(max(CHUNK, csize), self.cd_offset - data_off), data_off),
+                    _pread_exact(fd, min(max(CHUNK, csize), cd_offset - data_off), data_off),
                     data_off,
                     0,
                 )
+                wlen = len(win)
             data = win[drel : drel + csize]
             if len(data) < csize:
                 raise ArchiveError("entry data truncated", decode_name(record))
@@ -329,8 +382,10 @@ class ZipReader:
                 yield record, None, f"CRC-32 mismatch: recorded {crc:08x}, data gives {crc32(data):08x}"
                 continue
             yield record, data, None
-        if pos != self.cd_offset:
-            raise ArchiveError(f"{self.cd_offset - pos} unaccounted bytes before the central directory")
+        if seen != count:
+            raise ArchiveError(f"central directory holds {seen} entries, its end record says {count}")
+        if pos != cd_offset:
+            raise ArchiveError(f"{cd_offset - pos} unaccounted bytes before the central directory")
 
     def read_entry(self, record: Record) -> Iterator[bytes]:
         """One entry's data by itself (a seek, not the sequential pass): chunks, checked like `entries()`."""
