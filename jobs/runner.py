@@ -1,20 +1,16 @@
 """The job runner: registering kinds, starting up, submitting, running, cancelling, and shutting down.
 
-The runner ties the queue's parts together: the ``history`` of jobs, the ``intake`` of new ones, the
-per-wallet ``lanes`` and their workers, the ``watchers`` of changes, the ``progress`` rule, and the
-``endings`` of jobs. A job function
-runs on the event loop and hands its blocking parts to the app's executor through
-``JobContext.run_blocking`` (see ``context``). The exceptions the runner raises, and how the HTTP side
-maps them, are drawn in ``errors``.
-
-A new job exists only once the store has committed it (see ``intake``).
+The runner ties the queue's parts together: the ``history`` of jobs, the ``intake`` of new ones (a job
+exists only once the store has committed it), the per-wallet ``lanes`` and their workers, the
+``watchers`` of changes, the ``progress`` rule, and the ``endings`` of jobs. A job function runs on the
+event loop and hands its blocking parts to the app's executor through ``JobContext.run_blocking`` (see
+``context``). The exceptions the runner raises, and how the HTTP side maps them, are drawn in ``errors``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import logging
 import math
 import threading
 from collections.abc import AsyncIterator
@@ -33,8 +29,6 @@ from .progress import Progress
 from .services import Services
 from .store import JobStore
 from .watchers import Watchers
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
