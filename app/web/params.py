@@ -30,20 +30,12 @@ async def read_json_body(request: web.Request) -> Any:
 
     The query string is still checked as every request's is."""
     _checked(_from_query(request.rel_url.raw_query_string))
-    if not request.body_exists:
+    raw = await _body(request)
+    if not raw:
         return {}
-    raw = await request.read()
-    if not raw.strip():
-        return {}
-    content_type = request.content_type
-    if content_type not in ("application/json", "text/json") and not content_type.endswith("+json"):
+    if not _is_json(request.content_type):
         raise ApiError(415, "This endpoint takes a JSON body (Content-Type: application/json)")
-    try:
-        return json.loads(raw.decode("utf-8"), object_pairs_hook=_unique_pairs, parse_constant=_no_constant)
-    except UnicodeDecodeError:
-        raise ApiError(400, "Request body is not valid UTF-8") from None
-    except (ValueError, RecursionError):
-        raise ApiError(400, "Request body is not valid JSON") from None
+    return _parse_json(raw)
 
 
 def _from_query(raw_query: str) -> dict[str, str]:
@@ -61,14 +53,11 @@ _SNIFFED_TYPES = frozenset({"", "text/plain", "application/octet-stream", "appli
 
 
 async def _from_body(request: web.Request) -> dict[str, str]:
-    if not request.body_exists:
-        return {}
-    raw = await request.read()
-    if not raw.strip():
+    raw = await _body(request)
+    if not raw:
         return {}
     content_type = request.content_type
-    is_json = content_type in ("application/json", "text/json") or content_type.endswith("+json")
-    if is_json or (content_type in _SNIFFED_TYPES and raw.lstrip()[:1] in (b"{", b"[")):
+    if _is_json(content_type) or (content_type in _SNIFFED_TYPES and raw.lstrip()[:1] in (b"{", b"[")):
         return _from_json(raw)
     if content_type == "application/x-www-form-urlencoded":
         try:
@@ -79,16 +68,32 @@ async def _from_body(request: web.Request) -> dict[str, str]:
     raise ApiError(415, "Send parameters as a query string, a form or a JSON object")
 
 
+async def _body(request: web.Request) -> bytes:
+    """The request's body; empty when it has none or only white space."""
+    if not request.body_exists:
+        return b""
+    raw = await request.read()
+    return raw if raw.strip() else b""
+
+
+def _is_json(content_type: str) -> bool:
+    return content_type in ("application/json", "text/json") or content_type.endswith("+json")
+
+
 def _from_json(raw: bytes) -> dict[str, str]:
+    document = _parse_json(raw)
+    if not isinstance(document, dict):
+        raise ApiError(400, "Request body must be a JSON object")
+    return {name: _json_scalar(name, value) for name, value in document.items()}
+
+
+def _parse_json(raw: bytes) -> Any:
     try:
-        document = json.loads(raw.decode("utf-8"), object_pairs_hook=_unique_pairs, parse_constant=_no_constant)
+        return json.loads(raw.decode("utf-8"), object_pairs_hook=_unique_pairs, parse_constant=_no_constant)
     except UnicodeDecodeError:
         raise ApiError(400, "Request body is not valid UTF-8") from None
     except (ValueError, RecursionError):  # JSONDecodeError, an over-long integer, deep nesting
         raise ApiError(400, "Request body is not valid JSON") from None
-    if not isinstance(document, dict):
-        raise ApiError(400, "Request body must be a JSON object")
-    return {name: _json_scalar(name, value) for name, value in document.items()}
 
 
 def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
