@@ -1,5 +1,7 @@
 """A real `python -m app` for crash tests, optionally with a few lines of Python run first (a "prelude").
 
+Test modules take the `server` fixture from here (`from tests.crashserver import server`).
+
 The prelude patches the server from inside, e.g. to SIGKILL itself at an exact step or to delay the
 job store's writes, which is how a test makes a crash land where it wants, on any machine. The
 server is then started again without it, as a user would after the crash.
@@ -9,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -17,8 +20,11 @@ import textwrap
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -35,6 +41,12 @@ def _slow_write(self, batch):
     return _write(self, batch)
 jobs.store.JobStore.write_sync = _slow_write
 """
+
+
+def file_size_limit(limit: int) -> str:
+    """The prelude of RLIMIT_FSIZE: a write past `limit` bytes fails with EFBIG, as on a full disk
+    (Python ignores SIGXFSZ)."""
+    return f"import resource\nresource.setrlimit(resource.RLIMIT_FSIZE, ({limit}, {limit}))"
 
 
 def free_port() -> int:
@@ -124,3 +136,15 @@ class CrashServer:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait(10)
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[CrashServer]:
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    running = CrashServer(tmp_path / "Client_Data", logs)
+    try:
+        yield running
+    finally:
+        running.stop()
+        shutil.rmtree(running.data_dir, ignore_errors=True)  # tens of thousands of files
