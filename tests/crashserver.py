@@ -9,24 +9,20 @@ server is then started again without it, as a user would after the crash.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
+from tests.test_e2e import REPO, free_port, http
 
 #: a prelude line that SIGKILLs the server: `KILL` inside a patched function
 KILL = "os.kill(os.getpid(), signal.SIGKILL)"
@@ -47,12 +43,6 @@ def file_size_limit(limit: int) -> str:
     """The prelude of RLIMIT_FSIZE: a write past `limit` bytes fails with EFBIG, as on a full disk
     (Python ignores SIGXFSZ)."""
     return f"import resource\nresource.setrlimit(resource.RLIMIT_FSIZE, ({limit}, {limit}))"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class CrashServer:
@@ -104,18 +94,7 @@ class CrashServer:
         self, method: str, path: str, body: dict[str, Any] | None = None, *, headers: dict[str, str] | None = None,
         timeout: float = 60,
     ) -> tuple[int, Any]:  # fmt: skip
-        data = None if body is None else json.dumps(body).encode()
-        all_headers = {"Content-Type": "application/json"} if data else {}
-        all_headers.update(headers or {})
-        request = urllib.request.Request(
-            f"http://127.0.0.1:{self.port}{path}", data=data, method=method, headers=all_headers
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=timeout) as response:
-                return response.status, json.loads(response.read())
-        except urllib.error.HTTPError as error:
-            with error:
-                return error.code, json.loads(error.read())
+        return http(method, f"http://127.0.0.1:{self.port}{path}", body=body, headers=headers, timeout=timeout)
 
     def wait_killed(self, timeout: float = 30) -> None:
         """Wait for a server that SIGKILLs itself (its prelude did)."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any, overload
+from typing import Any, TypeVar, overload
 from urllib.parse import parse_qsl
 
 from aiohttp import web
@@ -13,6 +13,8 @@ from app.wallet.errors import ApiError
 from app.wallet.paths import path_parameter_problem
 
 _PARAMS_KEY = web.RequestKey("params", dict)
+
+V = TypeVar("V")
 
 
 async def read_params(request: web.Request) -> dict[str, str]:
@@ -97,12 +99,7 @@ def _parse_json(raw: bytes) -> Any:
 
 
 def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    document: dict[str, Any] = {}
-    for name, value in pairs:
-        if name in document:
-            raise ApiError(400, f"Parameter {name} is given more than once in the JSON body")
-        document[name] = value
-    return document
+    return _from_pairs(pairs, where="JSON body")
 
 
 def _no_constant(name: str) -> Any:
@@ -126,8 +123,8 @@ def _json_scalar(name: str, value: Any) -> str:
     raise ApiError(400, f"Parameter {name} must be a string")
 
 
-def _from_pairs(pairs: list[tuple[str, str]], *, where: str) -> dict[str, str]:
-    params: dict[str, str] = {}
+def _from_pairs(pairs: list[tuple[str, V]], *, where: str) -> dict[str, V]:
+    params: dict[str, V] = {}
     for name, value in pairs:
         if name in params:
             raise ApiError(400, f"Parameter {name} is given more than once in the {where}")
