@@ -250,3 +250,22 @@ def test_the_connection_cap_stays_below_the_open_file_limit():
     assert 0 < reserve < 512  # room for the server's own files and an accept burst
     assert connection_cap(config, 256) == 256 - reserve
     assert connection_cap(config, 16) == 1  # never none at all
+
+
+def test_serving_lets_the_loop_take_the_gil_within_half_a_millisecond(monkeypatch, make_config):
+    """A job thread running Python holds the GIL up to the switch interval; the loop waits that long."""
+    import app.web.server as server
+
+    seen: list[float] = []
+
+    def fake_run(coro):
+        seen.append(sys.getswitchinterval())
+        coro.close()
+
+    before = sys.getswitchinterval()
+    monkeypatch.setattr(server.asyncio, "run", fake_run)
+    try:
+        server.serve(web.Application(), make_config())
+    finally:
+        sys.setswitchinterval(before)
+    assert seen == [server.LOOP_SWITCH_INTERVAL_S] and server.LOOP_SWITCH_INTERVAL_S <= 0.0005

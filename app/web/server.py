@@ -17,6 +17,7 @@ import asyncio
 import logging
 import resource
 import signal
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -47,6 +48,11 @@ ACCEPT_BURSTS = 3
 CAP_WARNING_INTERVAL_S = 60.0
 #: What an unlimited open-file limit counts as when the connection cap is worked out.
 UNLIMITED_FILES = 1 << 20
+#: How long a thread running Python may keep the GIL while another waits for it (CPython's default
+#: is 5 ms). A job thread packing 100,000 coins runs Python nearly all the time, so the event loop,
+#: woken by a request, waited up to this long, several times per request: health p99 was 14 ms
+#: during a backup at the default, 3.5 ms at 0.5 ms, for no measurable loss of backup speed.
+LOOP_SWITCH_INTERVAL_S = 0.0005
 
 
 def handler_args(config: Config) -> dict[str, Any]:
@@ -172,6 +178,7 @@ def serve(app: web.Application, config: Config, *, on_listening: Callable[[], No
     `on_listening` runs once the socket listens (a startup line, say).
     """
     cap = connection_cap(config, raise_open_file_limit())
+    sys.setswitchinterval(LOOP_SWITCH_INTERVAL_S)
     asyncio.run(_serve(app, config, cap, on_listening))
 
 
