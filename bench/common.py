@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -58,21 +59,35 @@ class Server:
     """`python -m app` on a free port with its own data directory; stopped by stop() (SIGTERM, then SIGKILL).
 
     The caller's CLOUDCOIN_* settings are dropped so every run measures the defaults; `env` adds some back.
+    `nofile` starts it under that open-file limit (soft and hard); `output` keeps its stdout and stderr.
     """
 
-    def __init__(self, data_dir: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        env: dict[str, str] | None = None,
+        *,
+        nofile: int | None = None,
+        output: Path | None = None,
+    ) -> None:
         self.data_dir = data_dir
+        self.output = output
         self.port = free_port()
         environ = {k: v for k, v in os.environ.items() if not k.startswith("CLOUDCOIN_")}
         environ["PYTHONPATH"] = str(ROOT)
         environ.update(env or {})
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "app", "--port", str(self.port), "--data-dir", str(data_dir)],
-            cwd=ROOT,
-            env=environ,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        limit = None if nofile is None else (lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile)))
+        if output is not None:
+            output.parent.mkdir(parents=True, exist_ok=True)
+        with open(output or os.devnull, "wb") as out:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "app", "--port", str(self.port), "--data-dir", str(data_dir)],
+                cwd=ROOT,
+                env=environ,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                preexec_fn=limit,
+            )
         self.pid = self.process.pid
         try:
             self._wait_healthy()
@@ -104,6 +119,9 @@ class Server:
                 if line.startswith(field + ":"):
                     return int(line.split()[1]) / 1024
         raise KeyError(field)
+
+    def open_files(self) -> int:
+        return len(os.listdir(f"/proc/{self.pid}/fd"))
 
     def reset_peak(self) -> bool:
         """Reset VmHWM to the current RSS (Linux: write 5 to clear_refs). False if not permitted."""
@@ -149,20 +167,30 @@ def parse_time(value: str | None) -> float | None:
 # -- /api/health meanwhile ----------------------------------------------------------------------
 
 
-class HealthPoller(threading.Thread):
-    """GET /api/health every `interval` seconds on one keep-alive connection; latencies in ms.
+class Poller(threading.Thread):
+    """GET `path` every `interval` seconds (from `offset` on) on one keep-alive connection; latencies in ms.
 
-    As a context manager it polls for the duration of the `with` block.
+    Runs until `stop` is set (its own event unless one is shared); as a context manager it polls for the
+    duration of the `with` block.
     """
 
-    def __init__(self, port: int, interval: float = 0.010) -> None:
+    def __init__(
+        self,
+        port: int,
+        path: str,
+        interval: float,
+        *,
+        offset: float = 0.0,
+        timeout: float = 30,
+        stop: threading.Event | None = None,
+    ) -> None:
         super().__init__(daemon=True)
-        self.port, self.interval = port, interval
+        self.port, self.path, self.interval, self.offset, self.timeout = port, path, interval, offset, timeout
         self.latencies: list[float] = []
         self.errors = 0
-        self.stop = threading.Event()
+        self.stop = stop or threading.Event()
 
-    def __enter__(self) -> HealthPoller:
+    def __enter__(self) -> Poller:
         self.start()
         return self
 
@@ -171,24 +199,29 @@ class HealthPoller(threading.Thread):
         self.join()
 
     def run(self) -> None:
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
-        next_tick = time.perf_counter()
-        while not self.stop.is_set():
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=self.timeout)
+        next_tick = time.perf_counter() + self.offset
+        while not self.stop.wait(max(0.0, next_tick - time.perf_counter())):
             started = time.perf_counter()
             try:
-                status, _ = call(conn, "GET", "/api/health")
+                status, _ = call(conn, "GET", self.path)
             except (OSError, http.client.HTTPException):
                 status = -1
                 conn.close()
-                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
-            elapsed = (time.perf_counter() - started) * 1000
+                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=self.timeout)
             if status == 200:
-                self.latencies.append(elapsed)
+                self.latencies.append((time.perf_counter() - started) * 1000)
             else:
                 self.errors += 1
             next_tick += self.interval
-            time.sleep(max(0.0, next_tick - time.perf_counter()))
         conn.close()
+
+
+class HealthPoller(Poller):
+    """GET /api/health every `interval` seconds on one keep-alive connection; latencies in ms."""
+
+    def __init__(self, port: int, interval: float = 0.010) -> None:
+        super().__init__(port, "/api/health", interval)
 
 
 def idle_health(port: int, interval: float = 0.010, seconds: float = 1.0) -> HealthPoller:

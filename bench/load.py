@@ -20,11 +20,8 @@ from __future__ import annotations
 
 import argparse
 import http.client
-import os
 import resource
-import signal
 import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -33,64 +30,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import ROOT, HealthPoller, build_wallet, call, free_port, percentile  # noqa: E402
+from common import HealthPoller, Poller, Server, build_wallet, call, percentile  # noqa: E402
 
 SLOW_HEADERS = b"GET /api/health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: "
-
-
-class Server:
-    """`python -m app` on a free port, optionally under an open-file limit; its log kept for counting."""
-
-    def __init__(self, data_dir: Path, nofile: int | None = None, env: dict[str, str] | None = None) -> None:
-        self.data_dir, self.port = data_dir, free_port()
-        environ = {k: v for k, v in os.environ.items() if not k.startswith("CLOUDCOIN_")}
-        environ.update({"PYTHONPATH": str(ROOT), **(env or {})})
-        limit = None if nofile is None else (lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile)))
-        self.log_path = Path(f"{data_dir}.out")
-        data_dir.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.log_path, "wb") as out:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "app", "--port", str(self.port), "--data-dir", str(data_dir)],
-                cwd=ROOT,
-                env=environ,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                preexec_fn=limit,
-            )
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=1)
-                if call(conn, "GET", "/api/health")[0] == 200:
-                    conn.close()
-                    return
-            except OSError:
-                if time.monotonic() > deadline or self.process.poll() is not None:
-                    self.stop()
-                    raise SystemExit(f"server did not start:\n{self.log_path.read_text()[-2000:]}") from None
-                time.sleep(0.05)
-
-    def status(self, field: str) -> float:
-        """VmHWM / VmRSS in MB."""
-        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) / 1024
-        raise KeyError(field)
-
-    def open_files(self) -> int:
-        return len(os.listdir(f"/proc/{self.process.pid}/fd"))
-
-    def log_count(self, text: str) -> int:
-        return self.log_path.read_text(errors="replace").count(text)
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
 
 
 def figures(name: str, values: list[float]) -> str:
@@ -102,33 +44,9 @@ def figures(name: str, values: list[float]) -> str:
     )
 
 
-class Lister(threading.Thread):
-    """Lists the wallets once per `interval` (jittered start) until stopped; latencies in ms."""
-
-    def __init__(self, port: int, interval: float, stop: threading.Event, offset: float) -> None:
-        super().__init__(daemon=True)
-        self.port, self.interval, self.stop, self.offset = port, interval, stop, offset
-        self.latencies: list[float] = []
-        self.errors = 0
-
-    def run(self) -> None:
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
-        next_tick = time.perf_counter() + self.offset
-        while not self.stop.is_set():
-            time.sleep(max(0.0, next_tick - time.perf_counter()))
-            started = time.perf_counter()
-            try:
-                status, _ = call(conn, "GET", "/api/wallets/list")
-            except (OSError, http.client.HTTPException):
-                status = -1
-                conn.close()
-                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
-            if status == 200:
-                self.latencies.append((time.perf_counter() - started) * 1000)
-            else:
-                self.errors += 1
-            next_tick += self.interval
-        conn.close()
+def wallet_lister(port: int, interval: float, stop: threading.Event, offset: float) -> Poller:
+    """Lists the wallets once per `interval` (from `offset` on: a jittered start) until `stop`; latencies in ms."""
+    return Poller(port, "/api/wallets/list", interval, offset=offset, timeout=60, stop=stop)
 
 
 def load_case(work: Path, wallets: list[Path], clients: int, interval: float, seconds: float) -> None:
@@ -142,7 +60,7 @@ def load_case(work: Path, wallets: list[Path], clients: int, interval: float, se
             status, body = call(conn, "POST", "/api/wallets/locations", {"path": str(wallet)})
             assert status == 200, body
         stop = threading.Event()
-        listers = [Lister(server.port, interval, stop, interval * i / clients) for i in range(clients)]
+        listers = [wallet_lister(server.port, interval, stop, interval * i / clients) for i in range(clients)]
         with HealthPoller(server.port) as health:
             for lister in listers:
                 lister.start()
@@ -164,7 +82,7 @@ def load_case(work: Path, wallets: list[Path], clients: int, interval: float, se
         print(f"  backups of {wallets[0].name}…: {statuses}, {backup_s:.2f} s until the last finished")
         print("  " + figures("listing", listing), f"errors={sum(lister.errors for lister in listers)}")
         print("  " + figures("health", health.latencies), f"errors={health.errors}")
-        print(f"  server peak RSS (VmHWM): {server.status('VmHWM'):.0f} MB")
+        print(f"  server peak RSS (VmHWM): {server.proc_status('VmHWM'):.0f} MB")
     finally:
         server.stop()
 
@@ -194,7 +112,7 @@ def login_case(work: Path, count: int) -> None:
     server = Server(work / "login" / "Client_Data")
     try:
         stop = threading.Event()
-        lister = Lister(server.port, 0.05, stop, 0.0)
+        lister = wallet_lister(server.port, 0.05, stop, 0.0)
         lister.start()
         time.sleep(0.5)
         results: list[int] = []
@@ -216,7 +134,7 @@ def login_case(work: Path, count: int) -> None:
         print(f"\n[logins] {count} logins at once, the wallets listed every 50 ms meanwhile")
         print(f"  logins: {sorted(set(results))}, {logins_s:.2f} s until the last answered")
         print("  " + figures("listing", lister.latencies), f"errors={lister.errors}")
-        print(f"  server peak RSS (VmHWM): {server.status('VmHWM'):.0f} MB")
+        print(f"  server peak RSS (VmHWM): {server.proc_status('VmHWM'):.0f} MB")
     finally:
         server.stop()
 
@@ -241,10 +159,11 @@ def fresh_health(port: int, count: int) -> tuple[list[float], int]:
 
 
 def slow_case(work: Path, count: int, nofile: int, timeout_s: float) -> None:
-    server = Server(work / "slow" / "Client_Data", nofile=nofile, env={"CLOUDCOIN_HEADER_TIMEOUT": str(timeout_s)})
+    env = {"CLOUDCOIN_HEADER_TIMEOUT": str(timeout_s)}
+    server = Server(work / "slow" / "Client_Data", env, nofile=nofile, output=work / "slow" / "server.out")
     sockets: list[socket.socket] = []
     try:
-        rss_before = server.status("VmRSS")
+        rss_before = server.proc_status("VmRSS")
         with HealthPoller(server.port) as health:
             started = time.monotonic()
             for _ in range(count):
@@ -264,8 +183,9 @@ def slow_case(work: Path, count: int, nofile: int, timeout_s: float) -> None:
             "  " + figures("health meanwhile (one keep-alive connection)", health.latencies), f"errors={health.errors}"
         )
         print("  " + figures("health on a new connection each", fresh), f"errors={fresh_errors}")
-        print(f"  server RSS {rss_before:.0f} MB before, peak (VmHWM) {server.status('VmHWM'):.0f} MB")
-        print(f"  'Too many open files' lines in the log: {server.log_count('Too many open files')}")
+        print(f"  server RSS {rss_before:.0f} MB before, peak (VmHWM) {server.proc_status('VmHWM'):.0f} MB")
+        too_many = (work / "slow" / "server.out").read_text(errors="replace").count("Too many open files")
+        print(f"  'Too many open files' lines in the log: {too_many}")
         time.sleep(timeout_s + 2.0)
         closed = 0
         for sock in sockets:
@@ -285,7 +205,7 @@ def slow_case(work: Path, count: int, nofile: int, timeout_s: float) -> None:
 def big_header_case(work: Path) -> None:
     server = Server(work / "headers" / "Client_Data")
     try:
-        before = server.status("VmHWM")
+        before = server.proc_status("VmHWM")
         answers = []
         for _ in range(4):
             with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
@@ -298,7 +218,7 @@ def big_header_case(work: Path) -> None:
                 answers.append(sock.recv(200).split(b"\r\n", 1)[0].decode(errors="replace"))
         print("\n[big headers] 4 connections sending a 1 MiB header")
         print(f"  answers: {sorted(set(answers))}")
-        print(f"  server peak RSS (VmHWM): {before:.0f} MB before, {server.status('VmHWM'):.0f} MB after")
+        print(f"  server peak RSS (VmHWM): {before:.0f} MB before, {server.proc_status('VmHWM'):.0f} MB after")
     finally:
         server.stop()
 

@@ -9,10 +9,11 @@ from app.wallet.config import Config
 from jobs import rename
 from jobs.backup import backup, recovery
 from jobs.context import JobContext
+from jobs.endings import CleanupFunc, JobFunc
 from jobs.models import Job, JobKind
 from jobs.plans import run as plan_run
 from jobs.restore import restore, verify
-from jobs.runner import CleanupFunc, JobFunc, JobRunner
+from jobs.runner import JobRunner
 from jobs.services import Services
 from jobs.shape import JobSpec
 

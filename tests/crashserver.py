@@ -1,5 +1,7 @@
 """A real `python -m app` for crash tests, optionally with a few lines of Python run first (a "prelude").
 
+Test modules take the `server` fixture from here (`from tests.crashserver import server`).
+
 The prelude patches the server from inside, e.g. to SIGKILL itself at an exact step or to delay the
 job store's writes, which is how a test makes a crash land where it wants, on any machine. The
 server is then started again without it, as a user would after the crash.
@@ -7,20 +9,20 @@ server is then started again without it, as a user would after the crash.
 
 from __future__ import annotations
 
-import json
 import os
+import shutil
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
 import time
-import urllib.error
-import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parent.parent
+import pytest
+
+from tests.test_e2e import REPO, free_port, http
 
 #: a prelude line that SIGKILLs the server: `KILL` inside a patched function
 KILL = "os.kill(os.getpid(), signal.SIGKILL)"
@@ -37,10 +39,10 @@ jobs.store.JobStore.write_sync = _slow_write
 """
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+def file_size_limit(limit: int) -> str:
+    """The prelude of RLIMIT_FSIZE: a write past `limit` bytes fails with EFBIG, as on a full disk
+    (Python ignores SIGXFSZ)."""
+    return f"import resource\nresource.setrlimit(resource.RLIMIT_FSIZE, ({limit}, {limit}))"
 
 
 class CrashServer:
@@ -92,18 +94,7 @@ class CrashServer:
         self, method: str, path: str, body: dict[str, Any] | None = None, *, headers: dict[str, str] | None = None,
         timeout: float = 60,
     ) -> tuple[int, Any]:  # fmt: skip
-        data = None if body is None else json.dumps(body).encode()
-        all_headers = {"Content-Type": "application/json"} if data else {}
-        all_headers.update(headers or {})
-        request = urllib.request.Request(
-            f"http://127.0.0.1:{self.port}{path}", data=data, method=method, headers=all_headers
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=timeout) as response:
-                return response.status, json.loads(response.read())
-        except urllib.error.HTTPError as error:
-            with error:
-                return error.code, json.loads(error.read())
+        return http(method, f"http://127.0.0.1:{self.port}{path}", body=body, headers=headers, timeout=timeout)
 
     def wait_killed(self, timeout: float = 30) -> None:
         """Wait for a server that SIGKILLs itself (its prelude did)."""
@@ -124,3 +115,15 @@ class CrashServer:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait(10)
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[CrashServer]:
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    running = CrashServer(tmp_path / "Client_Data", logs)
+    try:
+        yield running
+    finally:
+        running.stop()
+        shutil.rmtree(running.data_dir, ignore_errors=True)  # tens of thousands of files

@@ -11,35 +11,19 @@ import contextlib
 import hashlib
 import json
 import os
-import shutil
-import signal
-import socket
 import sqlite3
-import subprocess
-import sys
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
-
-import pytest
 
 from jobs import store
 from jobs.backup import backup as backup_job
 from jobs.backup.checks import TEMP_PREFIX
 from tests.conftest import coin_bytes
+from tests.crashserver import CrashServer, file_size_limit
+from tests.crashserver import server as server  # noqa: F401 - the fixture
 
-REPO = Path(__file__).resolve().parent.parent
 BIG_WALLET = 30_000
 ZIP_FAILED = {"status": "error", "error": "Failed to create backup zip file", "error_code": 101}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def make_wallet(wallet: Path, n: int) -> None:
@@ -75,89 +59,6 @@ def digest_of(folder: Path) -> str:
     return digest.hexdigest()
 
 
-class Server:
-    """`python -m app` in a subprocess; stopped (or killed) by the fixture whatever happens."""
-
-    def __init__(self, data_dir: Path, log_dir: Path) -> None:
-        self.data_dir = data_dir
-        self.log_dir = log_dir
-        self.port = free_port()
-        self.process: subprocess.Popen[bytes] | None = None
-        self.starts = 0
-
-    def start(self, *, file_size_limit: int | None = None) -> None:
-        self.starts += 1
-        args = ["--port", str(self.port), "--data-dir", str(self.data_dir)]
-        if file_size_limit is None:
-            command = [sys.executable, "-m", "app", *args]
-        else:
-            # RLIMIT_FSIZE: a write past the limit fails with EFBIG, as on a full disk (Python ignores SIGXFSZ).
-            code = (
-                "import resource, runpy, sys; "
-                f"resource.setrlimit(resource.RLIMIT_FSIZE, ({file_size_limit}, {file_size_limit})); "
-                f"sys.argv = ['app', *{args!r}]; runpy.run_module('app', run_name='__main__', alter_sys=True)"
-            )
-            command = [sys.executable, "-c", code]
-        log = open(self.log_dir / f"server-{self.starts}.log", "wb")  # noqa: SIM115 - closed with the process
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        env.pop("CLOUDCOIN_DATA_DIR", None)
-        self.process = subprocess.Popen(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env=env)
-        log.close()
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise AssertionError(f"server exited with {self.process.returncode}: {self.log()}")
-            try:
-                if self.request("GET", "/api/health")[0] == 200:
-                    return
-            except OSError:
-                time.sleep(0.05)
-        raise AssertionError(f"server did not start: {self.log()}")
-
-    def log(self) -> str:
-        return (self.log_dir / f"server-{self.starts}.log").read_text(errors="replace")[-4000:]
-
-    def request(self, method: str, path: str, body: dict[str, Any] | None = None) -> tuple[int, Any]:
-        data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(
-            f"http://127.0.0.1:{self.port}{path}", data=data, method=method,
-            headers={"Content-Type": "application/json"} if data else {},
-        )  # fmt: skip
-        try:
-            with urllib.request.urlopen(request, timeout=60) as response:
-                return response.status, json.loads(response.read())
-        except urllib.error.HTTPError as error:
-            with error:
-                return error.code, json.loads(error.read())
-
-    def kill(self) -> None:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(10)
-
-    def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(10)
-
-
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[Server]:
-    logs = tmp_path / "logs"
-    logs.mkdir()
-    running = Server(tmp_path / "Client_Data", logs)
-    try:
-        yield running
-    finally:
-        running.stop()
-        shutil.rmtree(running.data_dir, ignore_errors=True)  # tens of thousands of files
-
-
 def stored_status(data_dir: Path, job_id: str) -> str | None:
     """The job's status as the job store has it on disk (jobs/store.py: one SQLite file, WAL mode)."""
     path = data_dir / "jobs" / store.DB_NAME
@@ -178,7 +79,7 @@ def temp_files(folder: Path) -> list[str]:
         return []
 
 
-def test_sigkill_mid_backup_leaves_no_temporary_file_after_restart(server: Server, tmp_path: Path) -> None:
+def test_sigkill_mid_backup_leaves_no_temporary_file_after_restart(server: CrashServer, tmp_path: Path) -> None:
     wallet = server.data_dir / "Wallets" / "Default"
     make_wallet(wallet, BIG_WALLET)
     # A sparse file that takes seconds to deflate: however fast a machine archives coins, the kill
@@ -226,10 +127,10 @@ def test_sigkill_mid_backup_leaves_no_temporary_file_after_restart(server: Serve
     assert sorted(os.listdir(destination)) == [body["filename"]]
 
 
-def test_file_size_limit_mid_backup_is_the_seeds_500_and_leaves_nothing(server: Server, tmp_path: Path) -> None:
+def test_file_size_limit_mid_backup_is_the_seeds_500_and_leaves_nothing(server: CrashServer, tmp_path: Path) -> None:
     make_wallet(server.data_dir / "Wallets" / "Default", 8_000)  # ~4 MB of archive
     destination = tmp_path / "backups"
-    server.start(file_size_limit=2 << 20)
+    server.start(file_size_limit(2 << 20))
 
     status, body = server.request("POST", "/api/wallets/backup", {"destination": str(destination)})
 

@@ -10,27 +10,14 @@ import os
 import shutil
 import time
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from app.wallet.registry import read_registry
 from tests.crashserver import DELAYED_STORE, KILL, CrashServer
+from tests.crashserver import server as server  # noqa: F401 - the fixture
 from tests.test_backup_crash import make_wallet
 
 ASYNC = {"Prefer": "respond-async"}
-
-
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[CrashServer]:
-    logs = tmp_path / "logs"
-    logs.mkdir()
-    running = CrashServer(tmp_path / "Client_Data", logs)
-    try:
-        yield running
-    finally:
-        running.stop()
 
 
 def leftovers(*folders: Path) -> list[str]:

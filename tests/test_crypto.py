@@ -258,7 +258,7 @@ def test_encryptor_takes_any_plaintext_single_coin_and_refuses_what_encrypt_coin
         CoinEncryptor(key[:16])
 
 
-def test_encryptor_redraws_nonces_that_would_wrap_the_counter(key, monkeypatch):
+def test_encryptor_redraws_a_nonce_last_byte_that_would_carry(key, monkeypatch):
     real = os.urandom
     plain = build_coin_file([make_coin()])
     draws = []
@@ -266,13 +266,26 @@ def test_encryptor_redraws_nonces_that_would_wrap_the_counter(key, monkeypatch):
     def urandom(n: int) -> bytes:
         draws.append(n)
         if len(draws) == 1:
-            return b"\xff" * n  # every nonce at the very top: the counter would wrap
+            return b"\xff" * n  # every nonce at the very top: its last byte would carry
         return real(n)
 
     monkeypatch.setattr(crypto.os, "urandom", urandom)
     encryptor = CoinEncryptor(key)
-    out = encryptor.encrypt_plain_single(plain)
+    outs = [encryptor.encrypt_plain_single(plain) for _ in range(256)]
     monkeypatch.undo()
-    assert len(draws) == 2
-    assert out[32:48] != b"\xff" * 16
-    assert out == encrypt_coin_file(plain, key, nonce=out[32:48])
+    assert len(draws) >= 2
+    for out in outs:
+        assert out[32:47] == b"\xff" * 15 and out[47] <= 231
+        assert out == encrypt_coin_file(plain, key, nonce=out[32:48])
+        assert decrypt_coin_file(out, key) == plain
+
+
+def test_encryptor_nonces_are_random_in_every_byte_the_last_one_below_232(key):
+    encryptor = CoinEncryptor(key)
+    plain = build_coin_file([make_coin()])
+    nonces = [encryptor.encrypt_plain_single(plain)[32:48] for _ in range(2048)]
+    assert len(set(nonces)) == len(nonces)
+    for position in range(16):
+        values = {nonce[position] for nonce in nonces}
+        assert len(values) > 200, position  # 2,048 draws of a random byte leave few values out
+    assert max(nonce[15] for nonce in nonces) <= 231

@@ -322,7 +322,7 @@ async def test_unexpected_exception_is_a_500_and_is_logged(
         return {}
 
     runner = await make_runner(funcs={JobKind.BACKUP: broken})
-    with caplog.at_level(logging.ERROR, logger="jobs.runner"):
+    with caplog.at_level(logging.ERROR, logger="jobs.endings"):
         job = await runner.submit(JobKind.BACKUP, wallet_path="/w/A", params={})
         done = await runner.wait(job.id, 2)
     assert done.status is JobStatus.FAILED
@@ -342,7 +342,7 @@ async def test_a_result_that_is_not_a_dict_is_a_500(make_runner: MakeRunner, cap
         return ["not", "a", "dict"]
 
     runner = await make_runner(funcs={JobKind.VERIFY: sloppy})
-    with caplog.at_level(logging.ERROR, logger="jobs.runner"):
+    with caplog.at_level(logging.ERROR, logger="jobs.endings"):
         job = await runner.submit(JobKind.VERIFY, wallet_path="/w/A", params={})
         done = await runner.wait(job.id, 2)
     assert done.status is JobStatus.FAILED and done.error is not None and done.error["http_status"] == 500

@@ -17,7 +17,20 @@ ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("app", "jobs")
 
 #: The queue's own modules: they run any kind and know none.
-QUEUE = ("jobs.models", "jobs.store", "jobs.runner", "jobs.context", "jobs.errors", "jobs.services")
+QUEUE = (
+    "jobs.models",
+    "jobs.store",
+    "jobs.runner",
+    "jobs.history",
+    "jobs.intake",
+    "jobs.lanes",
+    "jobs.watchers",
+    "jobs.progress",
+    "jobs.endings",
+    "jobs.context",
+    "jobs.errors",
+    "jobs.services",
+)
 KINDS = ("jobs.kinds", "jobs.shape", "jobs.backup", "jobs.restore", "jobs.rename")
 
 #: What each part may never import (a module name or a package prefix).
@@ -26,7 +39,7 @@ FORBIDDEN = {
     "app.wallet": ("app.web", "app.main", "app.__main__", "jobs", "aiohttp"),
     "app.web": ("app.main", "app.__main__"),
     # The ZIP library stands alone.
-    "jobs.zip": ("app", "jobs.models", "jobs.runner", "jobs.context", *KINDS),
+    "jobs.zip": ("app", *QUEUE, *KINDS),
     # The restore side reads the manifest's constants from the manifest module, not from the backup job.
     "jobs.restore": ("jobs.backup.backup",),
     **{module: KINDS for module in QUEUE},

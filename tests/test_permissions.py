@@ -3,23 +3,10 @@
 from __future__ import annotations
 
 import stat
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
 from tests.crashserver import CrashServer
-
-
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[CrashServer]:
-    logs = tmp_path / "logs"
-    logs.mkdir()
-    running = CrashServer(tmp_path / "Client_Data", logs)
-    try:
-        yield running
-    finally:
-        running.stop()
+from tests.crashserver import server as server  # noqa: F401 - the fixture
 
 
 def mode(path: Path) -> str:

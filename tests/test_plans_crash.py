@@ -6,7 +6,9 @@ import os
 import time
 from pathlib import Path
 
-from tests.test_backup_crash import Server, make_wallet, server, stored_status  # noqa: F401 - the fixture
+from tests.crashserver import CrashServer
+from tests.crashserver import server as server  # noqa: F401 - the fixture
+from tests.test_backup_crash import make_wallet, stored_status
 
 WALLET_COINS = 3_000
 
@@ -15,7 +17,7 @@ def server_temporaries(folder: Path) -> list[str]:
     return [name for name in os.listdir(folder) if name.startswith(".cloudcoin-")]
 
 
-def test_sigkill_mid_plan_run_then_restart(server: Server, tmp_path: Path) -> None:  # noqa: F811
+def test_sigkill_mid_plan_run_then_restart(server: CrashServer, tmp_path: Path) -> None:  # noqa: F811
     wallet = server.data_dir / "Wallets" / "Default"
     make_wallet(wallet, WALLET_COINS)
     with open(wallet / "Receipts" / "slow.log", "wb") as fh:  # seconds to deflate: the kill lands mid-archive

@@ -30,8 +30,9 @@ from jobs.restore.plan import RestorePlan
 from jobs.restore.temp import temp_name
 from jobs.restore.verify import verify_archive
 from tests.conftest import coin_bytes, write_coins
-from tests.test_backup_crash import Server, stored_status
-from tests.test_backup_crash import server as server  # noqa: F401 - the fixture
+from tests.crashserver import CrashServer
+from tests.crashserver import server as server  # noqa: F401 - the fixture
+from tests.test_backup_crash import stored_status
 from tests.test_restore import backup, build_archive, flip_byte_of, hand_files, make_wallet, restore_call
 
 MANIFEST = "backup-manifest.json"
@@ -320,7 +321,7 @@ def deflated_wallet_archive(path: Path, big: int) -> Path:
     return write_zip(path, entries, manifest, compression=zipfile.ZIP_DEFLATED)
 
 
-def test_sigkill_mid_restore_leaves_nothing_after_restart(server: Server, tmp_path: Path) -> None:  # noqa: F811
+def test_sigkill_mid_restore_leaves_nothing_after_restart(server: CrashServer, tmp_path: Path) -> None:  # noqa: F811
     archive = deflated_wallet_archive(tmp_path / "slow.zip", 400 << 20)
     location = tmp_path / "location"
     location.mkdir()

@@ -374,9 +374,11 @@ def test_add_bytes_fast_writes_what_add_bytes_writes(tmp_path: Path, writer_clas
     assert verify_zip(tmp_path / "True.zip") == (len(entries), [])
 
 
-@pytest.mark.parametrize(
-    "name", ["", "/etc/passwd", "..", "../up", "a/../../up", "a/..", "back\\slash", "nul\x00byte", "\udcff.bin"]
-)
+#: what the writer refuses as an entry name, each way in (undecodable too)
+UNSAFE_NAMES = ["", "/etc/passwd", "..", "../up", "a/../../up", "a/..", "back\\slash", "nul\x00byte", "\udcff.bin"]
+
+
+@pytest.mark.parametrize("name", UNSAFE_NAMES)
 def test_add_bytes_fast_refuses_what_add_bytes_refuses(tmp_path: Path, name: str) -> None:
     with open(tmp_path / "t.zip", "wb") as out, ZipWriter(out, spool_dir=tmp_path) as writer:
         with pytest.raises(ValueError):
@@ -657,3 +659,56 @@ def test_iter_zip_entries_raises_format_error_on_garbage(tmp_path: Path) -> None
     path.write_bytes(b"not a zip at all" * 10)
     with pytest.raises(ZipFormatError):
         list(iter_zip_entries(path))
+
+
+@pytest.mark.parametrize("writer_class", [ZipWriter, TinyZip64Writer], ids=["plain", "zip64"])
+def test_add_stored_batch_writes_what_add_bytes_writes(tmp_path: Path, writer_class: type[ZipWriter]) -> None:
+    entries = [
+        ("Wallet/Bank/1 CloudCoin #1 'x'.bin", os.urandom(439)),
+        ("Wallet/Bank/1,000 CloudCoin #7998 'Für Ärger – ☃'.bin", os.urandom(455)),
+        ("Wallet/empty.bin", b""),
+        ("Wallet/big.bin", os.urandom((1 << 20) + 7)),  # over the buffer: the general path, in order
+        ("Wallet/a..b.bin", b"dots inside a name are fine"),
+        *((f"Wallet/Bank/{i}.bin", os.urandom(439)) for i in range(600)),
+    ]
+    mtimes = [MTIME + 2 * (i % 3) for i in range(len(entries))]
+    archives = []
+    for batched in (False, True):
+        path = tmp_path / f"{batched}.zip"
+        with open(path, "wb") as out, writer_class(out, spool_dir=tmp_path) as writer:
+            if batched:
+                for at in range(0, len(entries), 256):
+                    part = entries[at : at + 256]
+                    writer.add_stored_batch([n for n, _ in part], [d for _, d in part], mtimes[at : at + 256])
+            else:
+                for (name, data), mtime in zip(entries, mtimes, strict=True):
+                    writer.add_bytes(name, data, compress=False, mtime=mtime)
+            assert (writer.entries, writer.bytes_in) == (len(entries), sum(len(data) for _, data in entries))
+            writer.close(comment=COMMENT)
+        archives.append(path.read_bytes())
+    assert archives[0] == archives[1]
+    assert verify_zip(tmp_path / "True.zip") == (len(entries), [])
+
+
+@pytest.mark.parametrize("name", UNSAFE_NAMES)
+def test_add_stored_batch_refuses_what_add_bytes_refuses_and_keeps_what_came_before(tmp_path: Path, name: str) -> None:
+    path = tmp_path / "t.zip"
+    with open(path, "wb") as out, ZipWriter(out, spool_dir=tmp_path) as writer:
+        with pytest.raises(ValueError):
+            writer.add_stored_batch(["first.bin", name, "never.bin"], [b"1", b"x", b"3"], [MTIME] * 3)
+        assert writer.entries == 1
+        writer.add_stored_batch(["after.bin"], [b"2"], [MTIME])
+        writer.close()
+    with zipfile.ZipFile(path) as zf:
+        assert zf.namelist() == ["first.bin", "after.bin"]
+        assert zf.testzip() is None
+    assert verify_zip(path) == (2, [])
+
+
+def test_add_stored_batch_refuses_lists_that_do_not_pair_up_and_a_closed_writer(tmp_path: Path) -> None:
+    with open(tmp_path / "t.zip", "wb") as out, ZipWriter(out, spool_dir=tmp_path) as writer:
+        with pytest.raises(ValueError):
+            writer.add_stored_batch(["a.bin", "b.bin"], [b"a"], [MTIME, MTIME])
+        writer.abort()
+        with pytest.raises(ValueError, match="closed"):
+            writer.add_stored_batch(["ok.bin"], [b"x"], [MTIME])

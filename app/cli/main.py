@@ -14,7 +14,7 @@ from app.cli import work
 from app.cli.follow import follow
 from app.cli.http import Api, Refused
 from app.cli.output import console, emit_json, number, print_fields, print_table, table
-from app.cli.session import DEFAULT_SERVER, Settings, params_of, run, settings_of
+from app.cli.session import DEFAULT_SERVER, Settings, fetch, params_of, run, settings_of
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
@@ -113,7 +113,7 @@ async def _balance_or_none(api: Api, wallet: dict[str, Any]) -> dict[str, Any] |
 def balance(ctx: click.Context, wallet: str | None) -> None:
     """Coins and value of WALLET (default: the active wallet)."""
     settings = settings_of(ctx)
-    body = run(settings, lambda api: api.call("GET", "/api/wallets/balance", params=params_of(wallet_path=wallet))).body
+    body = fetch(settings, "GET", "/api/wallets/balance", params=params_of(wallet_path=wallet))
     if settings.as_json:
         return emit_json(body)
     rows = [
@@ -150,27 +150,27 @@ def jobs_command(ctx: click.Context, watch: bool, limit: int) -> None:
     """Recent jobs, newest first."""
     settings = settings_of(ctx)
 
-    def fetch() -> dict[str, Any]:
-        return run(settings, lambda api: api.call("GET", "/api/jobs", params={"limit": str(limit)})).body
+    def recent() -> dict[str, Any]:
+        return fetch(settings, "GET", "/api/jobs", params={"limit": str(limit)})
 
     if not watch:
-        body = fetch()
+        body = recent()
         return emit_json(body) if settings.as_json else console().print(_jobs_table(body))
     try:
         if settings.as_json:
             last = None
             while True:
-                body = fetch()
+                body = recent()
                 if body != last:
                     emit_json(body)
                     last = body
                 time.sleep(1)
         from rich.live import Live
 
-        with Live(_jobs_table(fetch()), console=console(), refresh_per_second=4) as live:
+        with Live(_jobs_table(recent()), console=console(), refresh_per_second=4) as live:
             while True:
                 time.sleep(1)
-                live.update(_jobs_table(fetch()))
+                live.update(_jobs_table(recent()))
     except KeyboardInterrupt:
         sys.exit(0)  # --watch ends with Ctrl-C: that is its normal end
 
@@ -200,7 +200,7 @@ def job_command(ctx: click.Context, job_id: str, follow_it: bool) -> None:
     settings = settings_of(ctx)
     if follow_it:
         follow(settings, job_id, stream_json=settings.as_json)
-    body = run(settings, lambda api: api.call("GET", f"/api/jobs/{job_id}")).body
+    body = fetch(settings, "GET", f"/api/jobs/{job_id}")
     emit_json(body) if settings.as_json else print_fields(body, heading=f"job {body['id']}: {body['status']}")
 
 
@@ -230,7 +230,7 @@ def login(ctx: click.Context) -> None:
         password = sys.stdin.readline().rstrip("\r\n")  # a script pipes it in: `... | cloudcoin-wallet login`
     if not password:
         raise click.UsageError("an empty password")
-    body = run(settings, lambda api: api.call("POST", "/api/system/login", json_body={"password": password})).body
+    body = fetch(settings, "POST", "/api/system/login", json_body={"password": password})
     if settings.as_json:
         return emit_json(body)
     click.echo(f"Logged in (key check {body.get('key_check')}): backups now re-encrypt plaintext coins.")
@@ -241,7 +241,7 @@ def login(ctx: click.Context) -> None:
 def logout(ctx: click.Context) -> None:
     """Make the server forget the coin-file key."""
     settings = settings_of(ctx)
-    body = run(settings, lambda api: api.call("POST", "/api/system/logout")).body
+    body = fetch(settings, "POST", "/api/system/logout")
     emit_json(body) if settings.as_json else click.echo("Logged out: the server holds no key.")
 
 

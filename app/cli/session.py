@@ -45,6 +45,11 @@ def run(settings: Settings, work: Callable[[Api], Awaitable[T]]) -> T:
         fail(settings, exc)
 
 
+def fetch(settings: Settings, method: str, path: str, **request: Any) -> Any:
+    """The body of one call (``request``: what ``Api.call`` takes); a failure ends the command."""
+    return run(settings, lambda api: api.call(method, path, **request)).body
+
+
 def fail(settings: Settings, exc: CliFailure) -> NoReturn:
     """The server's body on stdout for --json; the message on one line of stderr; cli.md's status."""
     if settings.as_json and exc.body is not None:

@@ -8,7 +8,7 @@ import click
 
 from app.cli.follow import ASYNC, submit_and_follow
 from app.cli.output import emit_json, number, print_fields, print_table
-from app.cli.session import absolute, params_of, run, settings_of
+from app.cli.session import absolute, fetch, params_of, run, settings_of
 
 DETACH = click.option("--detach", is_flag=True, help="Submit, print the job id and return at once.")
 
@@ -65,7 +65,7 @@ def restore(ctx: click.Context, zip_path: str, location: str | None, new_name: s
 def backups(ctx: click.Context, wallet: str | None) -> None:
     """The archives of WALLET the server knows, newest first."""
     settings = settings_of(ctx)
-    body = run(settings, lambda api: api.call("GET", "/api/wallets/backups", params=params_of(wallet_path=wallet))).body
+    body = fetch(settings, "GET", "/api/wallets/backups", params=params_of(wallet_path=wallet))
     if settings.as_json:
         return emit_json(body)
     rows = [
@@ -94,7 +94,7 @@ def plans(ctx: click.Context) -> None:
     if ctx.invoked_subcommand is not None:
         return
     settings = settings_of(ctx)
-    body = run(settings, lambda api: api.call("GET", "/api/backup-plans")).body
+    body = fetch(settings, "GET", "/api/backup-plans")
     if settings.as_json:
         return emit_json(body)
     print_table(
@@ -154,7 +154,7 @@ def plans_add(
         encrypted_only=encrypted_only,
         enabled=not disabled,
     )
-    body = run(settings, lambda api: api.call("POST", "/api/backup-plans", json_body=plan)).body
+    body = fetch(settings, "POST", "/api/backup-plans", json_body=plan)
     emit_json(body) if settings.as_json else print_fields(body, heading=f"Plan {body.get('id')} created")
 
 

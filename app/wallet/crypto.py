@@ -26,11 +26,11 @@ _BODY = HEADER_SIZE + COIN_HEADER_SIZE  # where the ANs of a plaintext single co
 _ONE_COIN = b"\x00\x01"  # header bytes 6-7, the coin count, of a single-coin file
 _CTR_BLOCKS = AN_BLOCK // 16  # 25 counter blocks cover the 400 bytes of ANs
 _BATCH = 256  # coins whose nonces and key streams `CoinEncryptor` makes in one go
-# The counter blocks of a batch: each nonce written 25 times, plus 0, 1, …, 24 on its copies. A
-# carry from one block into the next happens only when a nonce is within 25 of 2**128, which
-# `_draw_nonces` rules out.
-_BATCH_STEPS = int.from_bytes(b"".join(i.to_bytes(16, "big") for i in range(_CTR_BLOCKS)) * _BATCH, "big")
-_NONCE_LIMIT = (1 << 128) - _CTR_BLOCKS  # the largest nonce whose last counter block does not wrap
+#: The largest last byte of a `CoinEncryptor` nonce: its 25 counter blocks then differ in that byte
+#: alone (no carry), so they are built by joins, without arithmetic on 128-bit numbers.
+_LAST_BYTE_MAX = 255 - (_CTR_BLOCKS - 1)
+#: For a nonce's last byte b: what joined with the nonce's first 15 bytes makes its 25 counter blocks.
+_COUNTER_TAILS = [[b""] + [bytes((b + i,)) for i in range(_CTR_BLOCKS)] for b in range(_LAST_BYTE_MAX + 1)]
 
 
 class WrongKey(ValueError):
@@ -159,21 +159,30 @@ class CoinEncryptor:
 
     def _refill(self) -> None:
         nonces = _draw_nonces()
-        copies = b"".join(nonces[i : i + NONCE_SIZE] * _CTR_BLOCKS for i in range(0, len(nonces), NONCE_SIZE))
-        counters = int.from_bytes(copies, "big") + _BATCH_STEPS
-        self._stream = self._ecb.update(counters.to_bytes(len(copies), "big"))
+        tails, size = _COUNTER_TAILS, NONCE_SIZE
+        # Nonce n's blocks n, n + 1, …, n + 24 are its first 15 bytes with last bytes b, b + 1, ….
+        counters = b"".join(
+            [nonces[at : at + size - 1].join(tails[nonces[at + size - 1]]) for at in range(0, len(nonces), size)]
+        )
+        self._stream = self._ecb.update(counters)
         self._nonces = nonces
         self._next = 0
 
 
 def _draw_nonces() -> bytes:
-    """`_BATCH` fresh random nonces, none so close to 2**128 that its counter would wrap (p < 2**-115)."""
-    while True:
-        nonces = os.urandom(NONCE_SIZE * _BATCH)
-        if nonces.find(b"\xff" * 8) < 0 or all(
-            int.from_bytes(nonces[i : i + NONCE_SIZE], "big") <= _NONCE_LIMIT for i in range(0, len(nonces), NONCE_SIZE)
-        ):
-            return nonces
+    """`_BATCH` fresh random nonces: 16 random bytes each, the last one redrawn while above
+    `_LAST_BYTE_MAX` (so that no counter block carries into the byte before it)."""
+    nonces = bytearray(os.urandom(NONCE_SIZE * _BATCH))
+    last = nonces[NONCE_SIZE - 1 :: NONCE_SIZE]
+    if max(last) > _LAST_BYTE_MAX:
+        spare: list[int] = []
+        for i, value in enumerate(last):
+            if value > _LAST_BYTE_MAX:
+                while not spare:
+                    spare = [b for b in os.urandom(64) if b <= _LAST_BYTE_MAX]
+                last[i] = spare.pop()
+        nonces[NONCE_SIZE - 1 :: NONCE_SIZE] = last
+    return bytes(nonces)
 
 
 def decrypt_coin_file(data: bytes, key: bytes) -> bytes:

@@ -32,9 +32,10 @@ from app.wallet.errors import ApiError
 from app.web.params import flag, read_params
 from app.web.state import config_key, job_executor_key, keyring_key, plans_key, run_blocking, wallets_key
 from jobs.errors import IdempotencyMismatch, JobNotCancellable, JobNotFound, QueueFull, StoreUnavailable
+from jobs.history import request_fingerprint
 from jobs.kinds import SPECS, register_kinds, temporary_places
 from jobs.models import Job, JobKind, JobStatus
-from jobs.runner import JobRunner, request_fingerprint
+from jobs.runner import JobRunner
 from jobs.services import Services
 from jobs.shape import Params, Plan
 from jobs.store import JobStore

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any, overload
+from typing import Any, TypeVar, overload
 from urllib.parse import parse_qsl
 
 from aiohttp import web
@@ -13,6 +13,8 @@ from app.wallet.errors import ApiError
 from app.wallet.paths import path_parameter_problem
 
 _PARAMS_KEY = web.RequestKey("params", dict)
+
+V = TypeVar("V")
 
 
 async def read_params(request: web.Request) -> dict[str, str]:
@@ -30,20 +32,12 @@ async def read_json_body(request: web.Request) -> Any:
 
     The query string is still checked as every request's is."""
     _checked(_from_query(request.rel_url.raw_query_string))
-    if not request.body_exists:
+    raw = await _body(request)
+    if not raw:
         return {}
-    raw = await request.read()
-    if not raw.strip():
-        return {}
-    content_type = request.content_type
-    if content_type not in ("application/json", "text/json") and not content_type.endswith("+json"):
+    if not _is_json(request.content_type):
         raise ApiError(415, "This endpoint takes a JSON body (Content-Type: application/json)")
-    try:
-        return json.loads(raw.decode("utf-8"), object_pairs_hook=_unique_pairs, parse_constant=_no_constant)
-    except UnicodeDecodeError:
-        raise ApiError(400, "Request body is not valid UTF-8") from None
-    except (ValueError, RecursionError):
-        raise ApiError(400, "Request body is not valid JSON") from None
+    return _parse_json(raw)
 
 
 def _from_query(raw_query: str) -> dict[str, str]:
@@ -61,14 +55,11 @@ _SNIFFED_TYPES = frozenset({"", "text/plain", "application/octet-stream", "appli
 
 
 async def _from_body(request: web.Request) -> dict[str, str]:
-    if not request.body_exists:
-        return {}
-    raw = await request.read()
-    if not raw.strip():
+    raw = await _body(request)
+    if not raw:
         return {}
     content_type = request.content_type
-    is_json = content_type in ("application/json", "text/json") or content_type.endswith("+json")
-    if is_json or (content_type in _SNIFFED_TYPES and raw.lstrip()[:1] in (b"{", b"[")):
+    if _is_json(content_type) or (content_type in _SNIFFED_TYPES and raw.lstrip()[:1] in (b"{", b"[")):
         return _from_json(raw)
     if content_type == "application/x-www-form-urlencoded":
         try:
@@ -79,25 +70,36 @@ async def _from_body(request: web.Request) -> dict[str, str]:
     raise ApiError(415, "Send parameters as a query string, a form or a JSON object")
 
 
+async def _body(request: web.Request) -> bytes:
+    """The request's body; empty when it has none or only white space."""
+    if not request.body_exists:
+        return b""
+    raw = await request.read()
+    return raw if raw.strip() else b""
+
+
+def _is_json(content_type: str) -> bool:
+    return content_type in ("application/json", "text/json") or content_type.endswith("+json")
+
+
 def _from_json(raw: bytes) -> dict[str, str]:
-    try:
-        document = json.loads(raw.decode("utf-8"), object_pairs_hook=_unique_pairs, parse_constant=_no_constant)
-    except UnicodeDecodeError:
-        raise ApiError(400, "Request body is not valid UTF-8") from None
-    except (ValueError, RecursionError):  # JSONDecodeError, an over-long integer, deep nesting
-        raise ApiError(400, "Request body is not valid JSON") from None
+    document = _parse_json(raw)
     if not isinstance(document, dict):
         raise ApiError(400, "Request body must be a JSON object")
     return {name: _json_scalar(name, value) for name, value in document.items()}
 
 
+def _parse_json(raw: bytes) -> Any:
+    try:
+        return json.loads(raw.decode("utf-8"), object_pairs_hook=_unique_pairs, parse_constant=_no_constant)
+    except UnicodeDecodeError:
+        raise ApiError(400, "Request body is not valid UTF-8") from None
+    except (ValueError, RecursionError):  # JSONDecodeError, an over-long integer, deep nesting
+        raise ApiError(400, "Request body is not valid JSON") from None
+
+
 def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    document: dict[str, Any] = {}
-    for name, value in pairs:
-        if name in document:
-            raise ApiError(400, f"Parameter {name} is given more than once in the JSON body")
-        document[name] = value
-    return document
+    return _from_pairs(pairs, where="JSON body")
 
 
 def _no_constant(name: str) -> Any:
@@ -121,8 +123,8 @@ def _json_scalar(name: str, value: Any) -> str:
     raise ApiError(400, f"Parameter {name} must be a string")
 
 
-def _from_pairs(pairs: list[tuple[str, str]], *, where: str) -> dict[str, str]:
-    params: dict[str, str] = {}
+def _from_pairs(pairs: list[tuple[str, V]], *, where: str) -> dict[str, V]:
+    params: dict[str, V] = {}
     for name, value in pairs:
         if name in params:
             raise ApiError(400, f"Parameter {name} is given more than once in the {where}")

@@ -48,8 +48,11 @@ _WHOLE_BIN_LIMIT = 64 << 20
 _WHOLE_LIMIT = 1 << 20
 #: skipped entries named in the manifest; the count is always exact
 _MAX_SKIPPED_LISTED = 1000
-#: files between two progress reports (the runner throttles publishing; this bounds the calls)
+#: files between two progress reports and cancel checks (the runner throttles publishing; this
+#: bounds the calls; a cancel waits for at most this many small files)
 _REPORT_EVERY = 256
+#: small stored files handed to the writer in one call
+_BATCH = 256
 _OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
@@ -152,7 +155,10 @@ class Archiver:
         The hot loop (~100,000 turns for a big wallet): locals instead of attributes and globals,
         per-folder sums kept in locals, no object kept per entry, and per file one
         openat/fstat/read/close relative to the folder's descriptor (cheaper than a full path, and
-        a folder swapped for a link after it was opened cannot redirect the reads).
+        a folder swapped for a link after it was opened cannot redirect the reads). Small stored
+        files wait in a batch of at most `_BATCH` (a few hundred KiB) that goes to the writer, and
+        their manifest lines to the spool, in one call each; anything else first sends the batch,
+        so the archive keeps the walk's order.
         """
         wallet = self.wallet
         if _bad_name(wallet.name):
@@ -167,6 +173,7 @@ class Archiver:
         encryptor = self.encryptor
         encrypt = encryptor.encrypt_plain_single if encryptor is not None else None
         add_file = writer.add_bytes_fast
+        add_batch = writer.add_stored_batch
         add_dir = writer.add_dir
         mwrite = manifest.write
         sha256 = hashlib.sha256
@@ -174,10 +181,23 @@ class Archiver:
         fstat, read, close, open_ = os.fstat, os.read, os.close, os.open
         is_reg = stat.S_ISREG
         units_of = plain_single_units
-        open_flags, dir_flags, report_every = _OPEN_FLAGS, _DIR_FLAGS, _REPORT_EVERY
+        open_flags, dir_flags, report_every, batch_max = _OPEN_FLAGS, _DIR_FLAGS, _REPORT_EVERY, _BATCH
         whole_bin_limit, whole_limit = _WHOLE_BIN_LIMIT, _WHOLE_LIMIT
         done = bytes_done = dirs = 0
         added = plaintext = reencrypted = multi_warned = 0
+        # The batch: archive names, contents, mtimes and manifest lines of small stored files.
+        b_names: list[str] = []
+        b_datas: list[bytes] = []
+        b_mtimes: list[float] = []
+        b_lines: list[str] = []
+
+        def send_batch() -> None:
+            add_batch(b_names, b_datas, b_mtimes)
+            mwrite("".join(b_lines).encode())
+            b_names.clear()
+            b_datas.clear()
+            b_mtimes.clear()
+            b_lines.clear()
 
         root_mtime = os.stat(wallet).st_mtime
         add_dir(root_arc, mtime=root_mtime)
@@ -224,6 +244,8 @@ class Archiver:
                                 mtime = entry.stat(follow_symlinks=False).st_mtime
                             except OSError:
                                 mtime = root_mtime
+                            if b_names:
+                                send_batch()
                             add_dir(sub_arc, mtime=mtime)
                             mwrite(f',\n{{"path":{json_str(sub_arc)},"type":"dir"}}'.encode())
                             dirs += 1
@@ -233,9 +255,9 @@ class Archiver:
                         if not regular:
                             skip(arc, "symbolic link" if entry.is_symlink() else "not a regular file")
                             continue
-                        if cancel_is_set():
-                            raise JobCancelled()
                         if not done % report_every:
+                            if cancel_is_set():
+                                raise JobCancelled()
                             report(
                                 done=done,
                                 bytes_done=bytes_done,
@@ -269,6 +291,8 @@ class Archiver:
                             close(fd)
 
                         if data is None:
+                            if b_names:
+                                send_batch()
                             hexdigest, size = self._add_big_file(writer, arc, f"{dir_path}/{name}", is_bin)
                             if hexdigest is None:
                                 continue
@@ -304,8 +328,24 @@ class Archiver:
                                             plaintext += 1
                                         elif outcome == REENCRYPTED:
                                             reencrypted += 1
+                                size = len(data)
+                                hexdigest = sha256(data).hexdigest()
+                                b_names.append(arc)
+                                b_datas.append(data)
+                                b_mtimes.append(st.st_mtime)
+                                b_lines.append(
+                                    f',\n{{"path":{json_str(arc)},"type":"file","size":{size},"sha256":"{hexdigest}"}}'
+                                )
+                                if len(b_names) >= batch_max:
+                                    send_batch()
+                                n_files += 1
+                                n_bytes += size
+                                bytes_done += size
+                                continue
+                            if b_names:
+                                send_batch()
                             hexdigest = sha256(data).hexdigest()
-                            add_file(arc, data, compress=not is_bin, mtime=st.st_mtime)
+                            add_file(arc, data, compress=True, mtime=st.st_mtime)
                             size = len(data)
                         n_files += 1
                         n_bytes += size
@@ -321,6 +361,10 @@ class Archiver:
                 stats.coins += n_coins
                 stats.units += n_units
                 stats.encrypted += n_encrypted
+        if b_names:
+            send_batch()
+        if cancel_is_set():
+            raise JobCancelled()
         self.dirs = dirs
         self.files_added = added
         self.plaintext = plaintext

@@ -102,12 +102,7 @@ class Plan:
     def to_json(self, zone: tzinfo, last_run: dict[str, Any] | None) -> dict[str, Any]:
         """The plan as the API shows it (plans.md)."""
         return {
-            "id": self.id,
-            "name": self.name,
-            "wallet_path": self.wallet_path,
-            "destinations": list(self.destinations),
-            "schedule": self.schedule,
-            "keep": self.keep.to_json(),
+            **self._settings(),
             "verify": True,
             "encrypted_only": self.encrypted_only,
             "enabled": self.enabled,
@@ -120,16 +115,22 @@ class Plan:
     def to_record(self) -> dict[str, Any]:
         """The stored form: full-precision UTC times."""
         return {
+            **self._settings(),
+            "encrypted_only": self.encrypted_only,
+            "enabled": self.enabled,
+            "created_at": self.created_at.isoformat(),
+            "next_run_at": self.next_run_at.isoformat() if self.next_run_at else None,
+        }
+
+    def _settings(self) -> dict[str, Any]:
+        """What the API and the stored form both say first, the same way."""
+        return {
             "id": self.id,
             "name": self.name,
             "wallet_path": self.wallet_path,
             "destinations": list(self.destinations),
             "schedule": self.schedule,
             "keep": self.keep.to_json(),
-            "encrypted_only": self.encrypted_only,
-            "enabled": self.enabled,
-            "created_at": self.created_at.isoformat(),
-            "next_run_at": self.next_run_at.isoformat() if self.next_run_at else None,
         }
 
     @classmethod

@@ -249,6 +249,60 @@ class ZipWriter:
         if len(cd) >= _FLUSH_AT:
             self._spill_central()
 
+    def add_stored_batch(self, names: list[str], datas: list[bytes], mtimes: list[float]) -> None:
+        """Many small stored entries at once (the i-th of each list is one entry): a backup's hot path.
+
+        The same records as `add_bytes(…, compress=False)` entry by entry, each name checked as
+        there; what it saves is a method call and its attribute loads per coin file (a third of
+        what the writer cost per coin). An entry too big for the batch path goes the general way.
+        """
+        if not self._usable:
+            self._refuse()
+        buf, cd = self._buf, self._cd
+        off, limit = self._offset, self._limit
+        dos_get, dos_miss = self._dos_cache.get, self._dos_miss
+        crc32, pack = zlib.crc32, _pack_central_var
+        local_head, central_head, attr = _LOCAL_STORED, _CENTRAL_STORED, _FILE_ATTR
+        added = bytes_in = 0
+        try:
+            for arcname, data, mtime in zip(names, datas, mtimes, strict=True):
+                name = arcname.encode()
+                nlen = len(name)
+                if (
+                    not 0 < nlen <= 0xFFFF
+                    or arcname[0] == "/"
+                    or ".." in arcname
+                    or "\\" in arcname
+                    or "\x00" in arcname
+                ):
+                    _check_name(name, arcname)
+                usize = len(data)
+                if usize >= _FLUSH_AT or usize >= limit or off >= limit:
+                    self._offset = off
+                    self._put(name, data, False, mtime)
+                    off = self._offset
+                    continue
+                date, tim = dos_get(int(mtime)) or dos_miss(mtime)
+                var = pack(tim, date, crc32(data), usize, usize, nlen, attr, off)
+                buf += local_head
+                buf += var[:20]
+                buf += name
+                buf += data
+                cd += central_head
+                cd += var
+                cd += name
+                off += 30 + nlen + usize
+                added += 1
+                bytes_in += usize
+        finally:
+            self._offset = off
+            self._entries += added
+            self._bytes_in += bytes_in
+        if len(buf) >= _FLUSH_AT:
+            self._flush_out()
+        if len(cd) >= _FLUSH_AT:
+            self._spill_central()
+
     def add_file(
         self,
         arcname: str,

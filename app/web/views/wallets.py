@@ -6,6 +6,7 @@ from aiohttp import web
 
 from app.wallet.coinfolders import VALUE_FOLDERS
 from app.wallet.errors import missing_parameter
+from app.wallet.model import Wallet
 from app.wallet.paths import trimmed
 from app.web.params import choice, integer, read_params
 from app.web.state import wallets_key
@@ -55,35 +56,31 @@ async def wallet_locations(request: web.Request) -> web.Response:
 
 async def create_wallet(request: web.Request) -> web.Response:
     params = await read_params(request)
-    raw = params.get("wallet_path", "")
-    if not raw.strip():
-        raise missing_parameter("wallet_path")
-    raw = trimmed(raw)
-    wallet = await request.app[wallets_key].create(raw)
-    return web.json_response(
-        {
-            "command": "wallet-create",
-            "success": True,
-            "wallet_name": wallet.name,
-            "wallet_path": str(wallet.path),
-            "message": "Wallet created successfully",
-        }
-    )
+    wallet = await request.app[wallets_key].create(_wallet_path(params))
+    return _wallet_answer("wallet-create", wallet, "Wallet created successfully")
 
 
 async def switch_wallet(request: web.Request) -> web.Response:
     params = await read_params(request)
+    wallet = await request.app[wallets_key].switch(_wallet_path(params))
+    return _wallet_answer("wallet-switch", wallet, "Active wallet switched")
+
+
+def _wallet_path(params: dict[str, str]) -> str:
+    """The wallet_path that create and switch require, trimmed as every path parameter is."""
     raw = params.get("wallet_path", "")
     if not raw.strip():
         raise missing_parameter("wallet_path")
-    raw = trimmed(raw)
-    wallet = await request.app[wallets_key].switch(raw)
+    return trimmed(raw)
+
+
+def _wallet_answer(command: str, wallet: Wallet, message: str) -> web.Response:
     return web.json_response(
         {
-            "command": "wallet-switch",
+            "command": command,
             "success": True,
             "wallet_name": wallet.name,
             "wallet_path": str(wallet.path),
-            "message": "Active wallet switched",
+            "message": message,
         }
     )
