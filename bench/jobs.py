@@ -495,7 +495,8 @@ def p7(server: Any, work: Path, coins: int, seconds: float, connections: int, pr
     rename_back(alternate(dest / wallet_name(coins)), dest / wallet_name(coins))
     if not (dest / wallet_name(coins)).is_dir():
         need = coins * WALLET_BYTES_PER_COIN
-        free = shutil.disk_usage(dest if dest.exists() else dest.parent).free
+        dest.mkdir(parents=True, exist_ok=True)
+        free = shutil.disk_usage(dest).free
         if free < need + (512 << 20):
             print(
                 f"  not enough free disk for the {coins}-coin wallet (≈ {need / 1e9:.2f} GB, free {free / 1e9:.2f} GB)"
@@ -536,6 +537,10 @@ def p7(server: Any, work: Path, coins: int, seconds: float, connections: int, pr
         flush=True,
     )
     busy = generate_load(target, seconds, connections, procs)
+    # A connection idle through the load may have been closed by the server (its keep-alive timer, or
+    # the connection cap making room for the load's connections): a new one.
+    conn.close()
+    conn = server.connect()
     _, first_after = call(conn, "GET", f"/api/jobs/{ids[0]}")
     # How much of the window a backup of the chain was running (from the jobs' own times).
     wait_idle(server, time.perf_counter(), timeout=chain * one_s * 3 + 60)

@@ -746,3 +746,50 @@ async def test_locations_scan_skips_dot_folders_such_as_a_restore_in_progress(cl
         (place / name / "Fracked").mkdir()
     body = await (await client.post("/api/wallets/locations", json={"path": str(place)})).json()
     assert body["wallets_added"] == [str((place / "Real").resolve())]
+
+
+# -- the Default wallet made by hand before the first start ---------------------------------------
+
+
+async def test_a_default_folder_made_by_hand_is_completed_at_start_and_backed_up(make_client, data_dir, tmp_path):
+    default = data_dir / "Wallets" / "Default"
+    (default / "Bank").mkdir(parents=True)
+    mine = coin_bytes(7)
+    (default / "Bank" / "mine.bin").write_bytes(mine)
+    (default / "notes.txt").write_text("kept as it is")
+    client = await make_client()
+    body = await ok(await client.get("/api/wallets/list"))
+    assert body["wallets"][0]["wallet_name"] == "Default" and body["wallets"][0]["online"] is True
+    for folder in WALLET_FOLDERS:
+        assert (default / folder).is_dir(), folder
+    assert (default / "transactions.csv").read_text() == TRANSACTIONS_HEADER
+    assert tomllib.loads((default / "config.toml").read_text())["wallet"]["name"] == "Default"
+    assert (default / "Bank" / "mine.bin").read_bytes() == mine
+    assert (default / "notes.txt").read_text() == "kept as it is"
+    backup = await ok(await client.post("/api/wallets/backup", data={"destination": str(tmp_path / "out")}))
+    assert backup["files_added"] == 1
+
+
+async def test_a_symlinked_or_complete_default_is_left_as_it_is(make_client, data_dir, tmp_path):
+    elsewhere = tmp_path / "offline-drive" / "Default"  # not there: a drive that is not mounted
+    (data_dir / "Wallets").mkdir(parents=True)
+    (data_dir / "Wallets" / "Default").symlink_to(elsewhere)
+    client = await make_client()
+    body = await ok(await client.get("/api/wallets/list"))
+    assert body["wallets"][0]["online"] is False
+    assert not elsewhere.exists() and not (tmp_path / "offline-drive").exists()
+
+
+async def test_a_default_on_a_drive_that_is_gone_leaves_the_registry_as_it_was(make_client, data_dir, tmp_path):
+    drive = tmp_path / "drive" / "Default"
+    make_wallet(drive)
+    (data_dir / "Wallets").mkdir(parents=True)
+    (data_dir / "Wallets" / "Default").symlink_to(drive)
+    await make_client()
+    before = (data_dir / "wallet-locations.csv").read_bytes()
+    assert registry_of(data_dir) == [str(drive)]
+    shutil.rmtree(tmp_path / "drive")  # unmounted
+    client = await make_client()
+    assert (data_dir / "wallet-locations.csv").read_bytes() == before
+    body = await ok(await client.get("/api/wallets/list"))
+    assert [(w["wallet_path"], w["online"]) for w in body["wallets"]] == [(str(drive), False)]

@@ -66,15 +66,23 @@ RunBlocking = Callable[..., Awaitable[Any]]
 def make_wallet_folder(path: Path) -> None:
     """Create a complete new wallet (storage.md) at `path`, which must not exist yet."""
     path.mkdir(mode=0o700)
+    complete_wallet_folder(path)
+
+
+def complete_wallet_folder(path: Path) -> None:
+    """Give the folder `path` what a wallet has and it lacks (folders, transactions.csv, config.toml);
+    nothing it has is changed."""
     for folder in WALLET_FOLDERS:
-        (path / folder).mkdir(mode=0o700)
-    atomic_write_bytes(path / "transactions.csv", TRANSACTIONS_HEADER.encode())
-    created = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    config = (
-        f'[wallet]\nname = "{_toml_escape(path.name)}"\ncreated = "{created}"\nversion = 1\n\n'
-        "[settings]\nencryption_enabled = false\n"
-    )
-    atomic_write_bytes(path / "config.toml", config.encode())
+        (path / folder).mkdir(mode=0o700, exist_ok=True)
+    if not os.path.lexists(path / "transactions.csv"):
+        atomic_write_bytes(path / "transactions.csv", TRANSACTIONS_HEADER.encode())
+    if not os.path.lexists(path / "config.toml"):
+        created = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        config = (
+            f'[wallet]\nname = "{_toml_escape(path.name)}"\ncreated = "{created}"\nversion = 1\n\n'
+            "[settings]\nencryption_enabled = false\n"
+        )
+        atomic_write_bytes(path / "config.toml", config.encode())
 
 
 def _registration_problem(path: Path, registry: Registry) -> str | None:
@@ -121,8 +129,19 @@ class WalletService:
         default = canonical(config.wallets_dir) / DEFAULT_WALLET
         if not os.path.lexists(default):
             make_wallet_folder(default)
-        default = canonical(default)
+        elif default.is_dir() and not default.is_symlink() and not is_wallet_folder(default):
+            # A Default folder made by hand (or left half made): a wallet, not an offline row.
+            complete_wallet_folder(default)
         registry = read_registry(config.registry_path)
+        try:
+            default = canonical(default)
+        except Unresolvable:
+            # A link to a drive that is not mounted now: the server starts, the wallet is offline. Its
+            # row (if any) names where the link led, which cannot be told now: only a registry with
+            # no row at all gets one, the link itself.
+            if not registry.entries and not registry.bad_rows:
+                write_registry(config.registry_path, [RegistryEntry(str(default), "local")])
+            return
         if not config.registry_path.exists() or not registry.entries and not registry.bad_rows:
             write_registry(config.registry_path, [RegistryEntry(str(default), "local")])
         elif registry.index_of(str(default)) is None:
