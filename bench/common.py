@@ -309,3 +309,31 @@ def write_results(path: Path, fields: dict[str, Any]) -> None:
         encoding="utf-8",
     )
     print(f"\nwritten: {path}")
+
+
+# -- the verdicts both benchmarks print -----------------------------------------------------------
+
+#: quality.md P3: GET /api/health while a backup, restore or verify runs
+P3_P99_MS, P3_MAX_MS, P3_AIM_P99_MS = 10.0, 50.0, 3.0
+
+
+def latency_summary(latencies: list[float], errors: int = 0) -> dict[str, Any]:
+    if not latencies:
+        return {"p50_ms": None, "p99_ms": None, "max_ms": None, "samples": 0, "errors": errors}
+    return {
+        "p50_ms": round(percentile(latencies, 50), 2),
+        "p99_ms": round(percentile(latencies, 99), 2),
+        "max_ms": round(max(latencies), 2),
+        "samples": len(latencies),
+        "errors": errors,
+    }
+
+
+def verdict(ok: bool | None) -> str:
+    return "n/a" if ok is None else ("PASS" if ok else "FAIL")
+
+
+def health_ok(h: dict[str, Any]) -> bool | None:
+    if not h or not h.get("samples"):
+        return None
+    return h["p99_ms"] <= P3_P99_MS and h["max_ms"] <= P3_MAX_MS and not h.get("errors")

@@ -36,36 +36,27 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/common.py, from any working directory
 from common import (  # noqa: E402
+    P3_MAX_MS,
+    P3_P99_MS,
     ROOT,
     HealthPoller,
     Server,
     build_wallet,
     call,
+    health_ok,
     idle_health,
-    percentile,
+    latency_summary,
     register,
+    verdict,
     write_results,
 )
 
 # quality.md
 P8_GOAL, P8_AIM = 1.0, 0.7
 P9_GOAL, P9_AIM = 3.0, 2.0
-P3_P99_MS, P3_MAX_MS, P3_AIM_P99_MS = 10.0, 50.0, 3.0
 P4_MAX_MB, P4_GROWTH = 120.0, 0.15
 GOAL_SIZE = 100_000
 P4_SIZES = (10_000, 300_000)
-
-
-def latency_summary(latencies: list[float], errors: int = 0) -> dict[str, Any]:
-    if not latencies:
-        return {"p50_ms": None, "p99_ms": None, "max_ms": None, "samples": 0, "errors": errors}
-    return {
-        "p50_ms": round(percentile(latencies, 50), 2),
-        "p99_ms": round(percentile(latencies, 99), 2),
-        "max_ms": round(max(latencies), 2),
-        "samples": len(latencies),
-        "errors": errors,
-    }
 
 
 def timed(command: list[str]) -> float:
@@ -180,16 +171,6 @@ def bench_size(size: int, wallet: Path, runs: int) -> dict[str, Any]:
             # system for a minute, which would land on the next timed run.
             print(f"  {size}: removing the outputs (untimed)", flush=True)
     return result
-
-
-def verdict(ok: bool | None) -> str:
-    return "n/a" if ok is None else ("PASS" if ok else "FAIL")
-
-
-def health_ok(h: dict[str, Any]) -> bool | None:
-    if not h or not h.get("samples"):
-        return None
-    return h["p99_ms"] <= P3_P99_MS and h["max_ms"] <= P3_MAX_MS and not h.get("errors")
 
 
 def report(results: list[dict[str, Any]]) -> tuple[str, dict[str, Any]]:
