@@ -314,16 +314,7 @@ class BackupCheck:
                     attr = record[7] >> 16 & 0o170000
                     is_dir = name[-1] == "/"
                     if (attr == 0o100000 or attr == 0 or (attr == 0o040000 and is_dir)) and (
-                        not inline
-                        or (
-                            len(name) <= MAX_COMPONENT
-                            and "\0" not in name
-                            and "/." not in name
-                            and "//" not in name
-                            and name[0] not in "./"
-                            and name[1:2] != ":"
-                            and name.count("/") <= MAX_DEPTH
-                        )
+                        not inline or _safe_fast(name)
                     ):
                         line = (
                             f',\n{{"path":"{name}","type":"dir"}}'

@@ -33,21 +33,10 @@ from jobs.zip.records import (
     _ZIP64_EXTRA_ID,
     ZipFormatError,
     ZipProblem,
+    pread_exact,
 )
 
 __all__ = ["ZipFormatError", "ZipProblem", "iter_zip_entries", "verify_zip"]
-
-
-def _pread_exact(fd: int, size: int, offset: int) -> bytes:
-    data = os.pread(fd, size, offset)
-    if len(data) < size:  # pread may return short; only EOF ends the loop
-        parts = [data]
-        got = len(data)
-        while got < size and (more := os.pread(fd, size - got, offset + got)):
-            parts.append(more)
-            got += len(more)
-        data = b"".join(parts)
-    return data
 
 
 def _find_end(fd: int, file_size: int) -> tuple[int, int, int, int]:
@@ -60,7 +49,7 @@ def _find_end(fd: int, file_size: int) -> tuple[int, int, int, int]:
         raise ZipFormatError("file too short to be a ZIP archive")
     tail_len = min(file_size, _END.size + 0xFFFF)
     tail_start = file_size - tail_len
-    tail = _pread_exact(fd, tail_len, tail_start)
+    tail = pread_exact(fd, tail_len, tail_start)
     found = -1
     pos = tail.rfind(b"PK\x05\x06")
     while pos >= 0:
@@ -77,12 +66,12 @@ def _find_end(fd: int, file_size: int) -> tuple[int, int, int, int]:
     _, disk, cd_disk, _, count, cd_size, cd_offset, _ = _END.unpack_from(tail, found)
     end_pos = tail_start + found
     cd_end = end_pos
-    locator = _pread_exact(fd, _LOCATOR64.size, end_pos - 20) if end_pos >= 20 else b""
+    locator = pread_exact(fd, _LOCATOR64.size, end_pos - 20) if end_pos >= 20 else b""
     if len(locator) == 20 and _U32.unpack_from(locator)[0] == _SIG_LOCATOR64:
         _, _, end64_offset, _ = _LOCATOR64.unpack(locator)
         # Right before the locator is where it must be; the stored offset is the fallback.
         for where in (end_pos - 20 - _END64.size, end64_offset):
-            rec = _pread_exact(fd, _END64.size, where) if 0 <= where < file_size else b""
+            rec = pread_exact(fd, _END64.size, where) if 0 <= where < file_size else b""
             if len(rec) == _END64.size and _U32.unpack_from(rec)[0] == _SIG_END64:
                 _, _, _, _, disk, cd_disk, _, count, cd_size, cd_offset = _END64.unpack(rec)
                 cd_end = where
@@ -134,7 +123,7 @@ def _walk_central(
     while pos < end:
         rel = pos - win_start
         if rel + 46 > len(win):
-            win = _pread_exact(fd, min(_CHUNK, end - pos), pos)
+            win = pread_exact(fd, min(_CHUNK, end - pos), pos)
             win_start, rel = pos, 0
             if len(win) < 46:
                 raise ZipFormatError(f"central directory truncated at offset {pos}")
@@ -145,7 +134,7 @@ def _walk_central(
         if pos + total > end:
             raise ZipFormatError(f"central directory record at offset {pos} runs past its end")
         if rel + total > len(win):
-            win = _pread_exact(fd, max(total, min(_CHUNK, end - pos)), pos)
+            win = pread_exact(fd, max(total, min(_CHUNK, end - pos)), pos)
             win_start, rel = pos, 0
             if len(win) < total:
                 raise ZipFormatError(f"central directory truncated at offset {pos}")
@@ -273,7 +262,7 @@ def _check_entry(
     rel = off - win_start
     if rel < 0 or rel + 30 + len(name_b) > len(win):
         if off + 30 + len(name_b) <= cd_offset:  # else a garbage offset: do not read it
-            win = _pread_exact(fd, _CHUNK, off)
+            win = pread_exact(fd, _CHUNK, off)
             win_start, rel = off, 0
     if off + 30 + len(name_b) > cd_offset:
         problem = "local header lies past the start of the central directory"
@@ -307,7 +296,7 @@ def _check_entry(
             drel = data_off - win_start
             if csize <= _CHUNK:
                 if drel + csize > len(win):
-                    win = _pread_exact(fd, max(_CHUNK, data_off + csize - off), off)
+                    win = pread_exact(fd, max(_CHUNK, data_off + csize - off), off)
                     win_start = off
                     drel = data_off - off
                 data = win[drel : drel + csize]

@@ -20,6 +20,8 @@ import zlib
 from collections.abc import Iterator
 from typing import NamedTuple
 
+from jobs.zip.records import pread_exact
+
 _END = struct.Struct("<IHHHHIIH")  # 22 bytes
 _END64 = struct.Struct("<IQHHIIQQQQ")  # 56 bytes
 _LOCATOR64 = struct.Struct("<IIQI")  # 20 bytes
@@ -84,16 +86,15 @@ def decode_name(record: Record) -> str:
     return record.name.decode("utf-8" if record.flags & FLAG_UTF8 else "cp437", "replace")
 
 
-def _pread_exact(fd: int, size: int, offset: int) -> bytes:
-    data = os.pread(fd, size, offset)
-    if len(data) < size:  # short reads happen; only the end of the file stops the loop
-        parts = [data]
-        got = len(data)
-        while got < size and (more := os.pread(fd, size - got, offset + got)):
-            parts.append(more)
-            got += len(more)
-        data = b"".join(parts)
-    return data
+def _refuse_place(name: bytes, off: int, shift: int, low: int) -> None:
+    """Why an entry at `off` cannot be where it is: before the archive, overlapping the entry before
+    it (or out of file order, whose end is `low`), or running into the central directory."""
+    path = name.decode("utf-8", "replace")
+    if off < low:
+        if off < shift:
+            raise ArchiveError("local header offset lies before the archive's start", path)
+        raise ArchiveError("entry overlaps the one before it, or is out of file order", path)
+    raise ArchiveError("entry runs into the central directory (truncated archive?)", path)
 
 
 class ZipReader:
@@ -125,7 +126,7 @@ class ZipReader:
         if size < _END.size:
             raise ArchiveError("file too short to be a ZIP archive")
         tail_len = min(size, _END.size + 0xFFFF)
-        tail = _pread_exact(self.fd, tail_len, size - tail_len)
+        tail = pread_exact(self.fd, tail_len, size - tail_len)
         # The end record is the one whose comment ends exactly at the end of the file: a cut file has none.
         pos = tail.rfind(b"PK\x05\x06", 0, len(tail) - _END.size + 4)
         while pos >= 0 and pos + _END.size + int.from_bytes(tail[pos + 20 : pos + 22], "little") != len(tail):
@@ -139,11 +140,11 @@ class ZipReader:
             raise ArchiveError("multi-volume archives are not supported")
         if here != count:
             raise ArchiveError(f"end record counts {here} entries on this disk but {count} in all")
-        locator = _pread_exact(self.fd, _LOCATOR64.size, end_pos - _LOCATOR64.size) if end_pos >= 20 else b""
+        locator = pread_exact(self.fd, _LOCATOR64.size, end_pos - _LOCATOR64.size) if end_pos >= 20 else b""
         if len(locator) == _LOCATOR64.size and locator.startswith(b"PK\x06\x07"):
             _, disk64, _, disks = _LOCATOR64.unpack(locator)
             where = end_pos - _LOCATOR64.size - _END64.size
-            record = _pread_exact(self.fd, _END64.size, where) if where >= 0 else b""
+            record = pread_exact(self.fd, _END64.size, where) if where >= 0 else b""
             if len(record) < _END64.size or not record.startswith(b"PK\x06\x06"):
                 raise ArchiveError("ZIP64 end of central directory record not found before its locator")
             _, _, _, _, disk, cd_disk, here, count64, cd_size64, cd_offset64 = _END64.unpack(record)
@@ -181,7 +182,7 @@ class ZipReader:
         while pos < end:
             rel = pos - win_start
             if rel + 46 > len(win):
-                win, win_start, rel = _pread_exact(fd, min(CHUNK, end - pos), pos), pos, 0
+                win, win_start, rel = pread_exact(fd, min(CHUNK, end - pos), pos), pos, 0
                 if len(win) < 46:
                     raise ArchiveError(f"central directory truncated at offset {pos}")
             (sig, _, _, flags, method, time, date, crc, csize, usize, nlen, xlen, clen,
@@ -192,7 +193,7 @@ class ZipReader:
             if pos + total > end:
                 raise ArchiveError(f"central directory record at offset {pos} runs past the directory's end")
             if rel + total > len(win):
-                win, win_start, rel = _pread_exact(fd, max(total, min(CHUNK, end - pos)), pos), pos, 0
+                win, win_start, rel = pread_exact(fd, max(total, min(CHUNK, end - pos)), pos), pos, 0
             name = win[rel + 46 : rel + 46 + nlen]
             if _ONES32 in (usize, csize, off):
                 usize, csize, off = _zip64_values(win[rel + 46 + nlen : rel + 46 + nlen + xlen], usize, csize, off)
@@ -200,16 +201,10 @@ class ZipReader:
             if seen > self.count:
                 raise ArchiveError(f"central directory holds more entries than the {self.count} its end record claims")
             off += shift
-            if off < low:
-                path = name.decode("utf-8", "replace")
-                if off < shift:
-                    raise ArchiveError("local header offset lies before the archive's start", path)
-                raise ArchiveError("entry overlaps the one before it, or is out of file order", path)
-            low = off + 30 + nlen + csize
-            if low > cd_offset:
-                raise ArchiveError(
-                    "entry runs into the central directory (truncated archive?)", name.decode("utf-8", "replace")
-                )
+            entry_end = off + 30 + nlen + csize
+            if off < low or entry_end > cd_offset:
+                _refuse_place(name, off, shift, low)
+            low = entry_end
             yield _new(Record, (name, flags, method, crc, csize, usize, off, attr, (date << 16) | time))
             pos += total
         if seen != self.count:
@@ -220,7 +215,7 @@ class ZipReader:
 
         A shortcut for finding an entry a writer puts last; `records()` checks the directory whole."""
         end = self.cd_offset + self.cd_size
-        tail = _pread_exact(self.fd, min(self.cd_size, 1024), end - min(self.cd_size, 1024))
+        tail = pread_exact(self.fd, min(self.cd_size, 1024), end - min(self.cd_size, 1024))
         pos = tail.rfind(b"PK\x01\x02")
         while pos >= 0:
             if pos + 46 <= len(tail):
@@ -269,7 +264,7 @@ class ZipReader:
             # -- the next directory record, checked as records() checks it
             crel = cpos - cwin_start
             if crel + 46 > cwlen:
-                cwin, cwin_start, crel = _pread_exact(fd, min(CHUNK, cd_end - cpos), cpos), cpos, 0
+                cwin, cwin_start, crel = pread_exact(fd, min(CHUNK, cd_end - cpos), cpos), cpos, 0
                 cwlen = len(cwin)
                 if cwlen < 46:
                     raise ArchiveError(f"central directory truncated at offset {cpos}")
@@ -280,7 +275,7 @@ class ZipReader:
             if cpos + total > cd_end:
                 raise ArchiveError(f"central directory record at offset {cpos} runs past the directory's end")
             if crel + total > cwlen:
-                cwin, cwin_start, crel = _pread_exact(fd, max(total, min(CHUNK, cd_end - cpos)), cpos), cpos, 0
+                cwin, cwin_start, crel = pread_exact(fd, max(total, min(CHUNK, cd_end - cpos)), cpos), cpos, 0
                 cwlen = len(cwin)
             name = cwin[crel + 46 : crel + 46 + nlen]
             if usize == _ONES32 or csize == _ONES32 or off == _ONES32:
@@ -289,16 +284,10 @@ class ZipReader:
             if seen > count:
                 raise ArchiveError(f"central directory holds more entries than the {count} its end record claims")
             off += shift
-            if off < low:
-                path = name.decode("utf-8", "replace")
-                if off < shift:
-                    raise ArchiveError("local header offset lies before the archive's start", path)
-                raise ArchiveError("entry overlaps the one before it, or is out of file order", path)
-            low = off + 30 + nlen + csize
-            if low > cd_offset:
-                raise ArchiveError(
-                    "entry runs into the central directory (truncated archive?)", name.decode("utf-8", "replace")
-                )
+            entry_end = off + 30 + nlen + csize
+            if off < low or entry_end > cd_offset:
+                _refuse_place(name, off, shift, low)
+            low = entry_end
             cpos += total
             record = new(Record, (name, flags, method, crc, csize, usize, off, attr, dos))
             # -- its data. The common entry, stored whole in the window with a local header that
@@ -325,7 +314,7 @@ class ZipReader:
             if rel < 0 or head_end + 64 > wlen:
                 # Refill with the window starting at this header, big enough for it and small data.
                 want = min(max(CHUNK, 30 + nlen + 64 + csize), cd_offset - off)
-                win, win_start, rel = _pread_exact(fd, want, off), off, 0
+                win, win_start, rel = pread_exact(fd, want, off), off, 0
                 wlen = len(win)
                 head_end = 30 + nlen
             if wlen < head_end:
@@ -365,7 +354,7 @@ class ZipReader:
             drel = data_off - win_start
             if drel + csize > wlen:
                 win, win_start, drel = (
-                    _pread_exact(fd, min(max(CHUNK, csize), cd_offset - data_off), data_off),
+                    pread_exact(fd, min(max(CHUNK, csize), cd_offset - data_off), data_off),
                     data_off,
                     0,
                 )
@@ -389,7 +378,7 @@ class ZipReader:
 
     def read_entry(self, record: Record) -> Iterator[bytes]:
         """One entry's data by itself (a seek, not the sequential pass): chunks, checked like `entries()`."""
-        head = _pread_exact(self.fd, 30 + len(record.name), record.offset)
+        head = pread_exact(self.fd, 30 + len(record.name), record.offset)
         if len(head) < 30 + len(record.name) or not head.startswith(b"PK\x03\x04"):
             raise ArchiveError("bad local header signature", decode_name(record))
         if head[30:] != record.name:
@@ -404,7 +393,7 @@ class ZipReader:
 
     def _descriptor_end(self, record: Record, data_end: int) -> int:
         """Where the data descriptor after an entry ends; it must repeat the directory's CRC-32 and sizes."""
-        raw = _pread_exact(self.fd, 24, data_end)
+        raw = pread_exact(self.fd, 24, data_end)
         start = 4 if raw.startswith(_DESCRIPTOR_SIG) else 0
         zip64 = record.csize >= _ONES32 or record.usize >= _ONES32
         for wide in (True,) if zip64 else (False, True):

@@ -90,3 +90,16 @@ class ZipProblem:
 
 class ZipFormatError(ValueError):
     """The file is not a ZIP archive this module can read (no end record, broken directory)."""
+
+
+def pread_exact(fd: int, size: int, offset: int) -> bytes:
+    """`size` bytes at `offset`, fewer only at the end of the file (a short `pread` is read on)."""
+    data = os.pread(fd, size, offset)
+    if len(data) < size:  # pread may return short; only EOF ends the loop
+        parts = [data]
+        got = len(data)
+        while got < size and (more := os.pread(fd, size - got, offset + got)):
+            parts.append(more)
+            got += len(more)
+        data = b"".join(parts)
+    return data
