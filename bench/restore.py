@@ -59,6 +59,23 @@ GOAL_SIZE = 100_000
 P4_SIZES = (10_000, 300_000)
 
 
+def record(
+    into: dict[str, list[Any]], reference: str, ref_s: float, api: str, api_s: float, poller: HealthPoller, hwm: float
+) -> None:
+    """One timed pair of a run: kept for the medians and printed as a line."""
+    into["ref_s"].append(ref_s)
+    into["api_s"].append(api_s)
+    into["latencies"].extend(poller.latencies)
+    into["errors"].append(poller.errors)
+    into["vmhwm_mb"].append(hwm)
+    h = latency_summary(poller.latencies, poller.errors)
+    print(
+        f"  {reference} {ref_s:.2f} s, {api} {api_s:.2f} s (health p99 {h['p99_ms']} "
+        f"max {h['max_ms']} ms, {h['samples']} samples; VmHWM {hwm:.1f} MB)",
+        flush=True,
+    )
+
+
 def timed(command: list[str]) -> float:
     os.sync()  # untimed: neither side pays for the other's writeback
     started = time.perf_counter()
@@ -131,29 +148,13 @@ def bench_size(size: int, wallet: Path, runs: int) -> dict[str, Any]:
                 )
                 if body.get("files_restored", 0) < size:
                     print(f"  API PROBLEM: files_restored {body.get('files_restored')} < {size}", flush=True)
-                r = passes["restore"]
-                r["ref_s"].append(u), r["api_s"].append(a), r["latencies"].extend(poller.latencies)
-                r["errors"].append(poller.errors), r["vmhwm_mb"].append(hwm)
-                h = latency_summary(poller.latencies, poller.errors)
-                print(
-                    f"  {size} run {run + 1}: unzip -q {u:.2f} s, API restore {a:.2f} s (health p99 {h['p99_ms']} "
-                    f"max {h['max_ms']} ms, {h['samples']} samples; VmHWM {hwm:.1f} MB)",
-                    flush=True,
-                )
+                record(passes["restore"], f"{size} run {run + 1}: unzip -q", u, "API restore", a, poller, hwm)
 
                 t = timed(["unzip", "-tq", str(archive)])
                 a, poller, body, hwm = api_call(server, "/api/wallets/backup/verify", {"zip_path": str(archive)})
                 if not body.get("ok"):
                     print(f"  API PROBLEM: verify not ok: {json.dumps(body.get('problems'))[:500]}", flush=True)
-                v = passes["verify"]
-                v["ref_s"].append(t), v["api_s"].append(a), v["latencies"].extend(poller.latencies)
-                v["errors"].append(poller.errors), v["vmhwm_mb"].append(hwm)
-                h = latency_summary(poller.latencies, poller.errors)
-                print(
-                    f"  {size} run {run + 1}: unzip -tq {t:.2f} s, API verify {a:.2f} s (health p99 {h['p99_ms']} "
-                    f"max {h['max_ms']} ms, {h['samples']} samples; VmHWM {hwm:.1f} MB)",
-                    flush=True,
-                )
+                record(passes["verify"], f"{size} run {run + 1}: unzip -tq", t, "API verify", a, poller, hwm)
             for kind, p in passes.items():
                 ref, api = statistics.median(p["ref_s"]), statistics.median(p["api_s"])
                 result[kind] = {
