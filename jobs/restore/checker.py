@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterator
 
 from jobs.backup.manifest import MANIFEST_NAME
 from jobs.models import JobCancelled
-from jobs.restore.archive_checks import MAX_COMPONENT, MAX_DEPTH, entry_name_problem, entry_type_problem
+from jobs.restore.archive_checks import MAX_COMPONENT, MAX_DEPTH, REPORT_EVERY, entry_name_problem, entry_type_problem
 from jobs.restore.manifest import MAX_MANIFEST, ManifestError, ManifestStream
 from jobs.zip.reader import ArchiveError, EntryDamaged, Record, ZipReader
 
@@ -43,6 +43,8 @@ SHA_DIFFERS = "SHA-256 differs from the manifest"
 #: cancel and, under Python's default switch interval (5 ms), let the GIL go so that the event loop
 #: never waits a whole interval per step of a request (P3)
 _YIELD_EVERY = 127
+#: `check_all`'s progress calls, at one of every two of those points
+_STEP_EVERY = REPORT_EVERY - 1
 #: the server shortens the switch interval (app/web/server.py) and then hands the GIL over by itself;
 #: a sleep(0) there only costs (a system call, and on a busy machine the CPU given away: a quarter of
 #: a 20,000-entry verify was spent in it)
@@ -88,7 +90,7 @@ def _safe_fast(name: str) -> bool:
         and "//" not in name
         and name[0] not in "./"
         and name[1:2] != ":"
-        and name.count("/") <= MAX_DEPTH
+        and name.count("/") < MAX_DEPTH  # at most MAX_DEPTH parts, a file's name after the last "/" included
     )
 
 
@@ -109,6 +111,7 @@ class BackupCheck:
         self._bad: set[str] = set()  # names refused by the scan: their data is not read
         self._buckets: list[array[int]] = []  # 64-bit name hashes, spread over 64 flat arrays
         self._inline = False  # the directory's checks are made in the data pass (`check_all`)
+        self._step: Callable[[], None] | None = None  # called every `_STEP_EVERY + 1` entries of the data pass
 
     @property
     def manifest_found(self) -> bool:
@@ -179,25 +182,39 @@ class BackupCheck:
         if suspects:
             self._name_clashes(suspects)
 
-    def check_all(self) -> Iterator[Entry]:
+    def check_all(self, step: Callable[[], None] | None = None) -> None:
         """Verify's one pass: every check of `scan()`, `read_manifest()` and `entries()`, with the
         directory's checks made as the data comes (nothing is written, so nothing must wait for them).
-        Takes the two passes when the manifest is not the directory's last record."""
+        Takes the two passes when the manifest is not the directory's last record. Nothing is handed
+        on (a big entry's chunks are read here, its checks come after the last one); `step()` is
+        called every `_STEP_EVERY + 1` entries, `checked` and `position` brought up to date."""
+        self._step = step
         last = self.reader.last_record()
         if last is None or _name(last) != MANIFEST_NAME:
             if self.scan():
                 self.read_manifest()
-                yield from self.entries()
+                self._drain_all()
             return
         self.manifest_record = last
         self._buckets = [array("q") for _ in range(64)]
         self._inline = True
         self.read_manifest()
+        if self._drain_all():
+            try:
+                self._finish_scan()
+            except CheckStopped:
+                return
+
+    def _drain_all(self) -> bool:
+        """Run the data pass for its checks alone; False when it stopped (too many problems)."""
         try:
-            yield from self._entries()
-            self._finish_scan()
+            for _, is_dir, data, _, _ in self._entries(emit=False):
+                if data is not None and not is_dir and type(data) is not bytes:
+                    for _ in data:
+                        pass
         except CheckStopped:
-            return
+            return False
+        return True
 
     def _suspects(self, buckets: list[array[int]]) -> set[int]:
         """Hashes seen twice, or of a file named like a folder: confirmed or dismissed by name."""
@@ -264,23 +281,28 @@ class BackupCheck:
         except CheckStopped:
             return
 
-    def _entries(self) -> Iterator[Entry]:
+    def _entries(self, emit: bool = True) -> Iterator[Entry]:
+        """The data pass of `entries()` and `check_all()`; with `emit` False (verify: nothing is written)
+        the fast branch hands nothing on, so that its entries cost no step of a generator."""
         manifest = self.manifest
         root = manifest.root if manifest is not None else None
         listing = manifest.entries() if manifest is not None else None
         index: dict[str, tuple[str, int | None, str | None]] | None = None
         pending: tuple[str, int | None, str | None] | None = None  # the manifest's next entry, not yet matched
+        # The fast branch runs while the manifest is streamed in archive order: no pending entry, no index.
+        fast = listing is not None
         bad = self._bad
         stopped = self._cancel.is_set
+        step = self._step
         sha256 = hashlib.sha256
         report = self.problem
         inline, note, buckets = self._inline, self._note, self._buckets
         manifest_offset = self.manifest_record.offset if self.manifest_record is not None else -1
-        take = manifest.take if manifest is not None else None
         folder_paths = self.folder_paths
         last_folder = None  # the folder of the entry before, known to be in folder_paths
         checked = self.checked
-        mbuf: str | None = None  # the manifest's text while lines are matched here, and the position in it
+        files = folders = bytes_total = 0  # the fast branch's share, added to `_note`'s at the end
+        mbuf = ""  # the manifest's text while lines are matched here ("" when the stream holds it), the position in it
         mpos = 0
         try:
             for record, data, damage in self.reader.entries():
@@ -291,71 +313,81 @@ class BackupCheck:
                         raise JobCancelled()
                     _yield_gil()
                     self.position = record[6]
-                name_b, flags = record[0], record[1]
-                name = name_b.decode("utf-8", "replace") if flags & 0x800 else name_b.decode("cp437")
+                    if step is not None and not checked & _STEP_EVERY:
+                        step()
+                name_b = record[0]
+                name = name_b.decode("utf-8", "replace") if record[1] & 0x800 else name_b.decode("cp437")
                 # This server's own entry, sound, its manifest line next in the manifest's text: every
-                # check of the general path below (and of `_note` in one pass), in as few operations as
-                # they take. Whatever is not plainly so goes on to the general path, untouched.
+                # check of the general path below (and of `_note`), in as few operations as they take.
+                # Whatever is not plainly so goes on to the general path, untouched.
+                # - names: under the root (which the manifest's head passed through entry_name_problem:
+                #   no drive, no '.', '..', '/' or empty first part), printable ASCII without '"' or
+                #   '\\' (JSON writes it as it is; no NUL), no part that is empty or starts with '.',
+                #   and under 128 characters: no part too long, and (each '/' after a character that is
+                #   not one) at most 63 '/', so at most 64 parts, as entry_name_problem asks;
+                # - types: a regular file, a folder named so, or no mode (the top 4 bits of the
+                #   external attributes); data in bytes means the reader found it sound, not encrypted
+                #   and not over CHUNK.
                 if (
-                    type(data) is bytes
-                    and pending is None
-                    and index is None
-                    and take is not None
-                    and name
+                    fast
+                    and type(data) is bytes
+                    and len(name) < 128
                     and name.startswith(root)  # type: ignore[arg-type]
                     and name.isascii()
                     and name.isprintable()
                     and '"' not in name
                     and "\\" not in name
-                    and name != MANIFEST_NAME
-                    and not flags & 1
+                    and "/." not in name
+                    and "//" not in name
                     and name not in bad
                 ):
-                    attr = record[7] >> 16 & 0o170000
-                    is_dir = name[-1] == "/"
-                    if (attr == 0o100000 or attr == 0 or (attr == 0o040000 and is_dir)) and (
-                        not inline or _safe_fast(name)
-                    ):
+                    kind = record[7] >> 28
+                    if name[-1] == "/":
+                        if kind == 4 or kind == 0:
+                            line = f',\n{{"path":"{name}","type":"dir"}}'
+                            if not mbuf:
+                                mbuf, mpos = manifest.window()  # type: ignore[union-attr]
+                            if mbuf.startswith(line, mpos):
+                                mpos += len(line)
+                                if inline:  # `_note`'s bookkeeping of a name it passes
+                                    h = hash(name)
+                                    buckets[h & 63].append(h)
+                                    folders += 1
+                                    folder = name[:-1]
+                                    if folder != last_folder:
+                                        last_folder = folder
+                                        while folder and folder not in folder_paths:
+                                            folder_paths.add(folder)
+                                            folder = folder.rpartition("/")[0]
+                                if emit:
+                                    yield name, True, None, record[8], 0
+                                continue
+                    elif kind == 8 or kind == 0:
+                        usize = record[5]
                         line = (
-                            f',\n{{"path":"{name}","type":"dir"}}'
-                            if is_dir
-                            else f',\n{{"path":"{name}","type":"file","size":{record[5]},"sha256":"{sha256(data).hexdigest()}"}}'
+                            f',\n{{"path":"{name}","type":"file","size":{usize},"sha256":"{sha256(data).hexdigest()}"}}'
                         )
-                        if mbuf is None:
+                        if not mbuf:
                             mbuf, mpos = manifest.window()  # type: ignore[union-attr]
                         if mbuf.startswith(line, mpos):
                             mpos += len(line)
-                            took = True
-                        else:  # the text in hand ends, or differs: the stream's own compare says
-                            manifest.seek(mpos)  # type: ignore[union-attr]
-                            mbuf = None
-                            took = take(line[2:])
-                    else:
-                        took = False
-                    if took:
-                        if inline:  # `_note`'s bookkeeping of a name it passes
-                            h = hash(name)
-                            buckets[h & 63].append(h)
-                            if is_dir:
-                                self.folders += 1
-                                folder = name[:-1]
-                            else:
-                                self.files += 1
-                                self.bytes_total += record[5]
+                            if inline:
+                                h = hash(name)
+                                buckets[h & 63].append(h)
+                                files += 1
+                                bytes_total += usize
                                 folder = name.rpartition("/")[0]
-                            if folder != last_folder:
-                                last_folder = folder
-                                while folder and folder not in folder_paths:
-                                    folder_paths.add(folder)
-                                    folder = folder.rpartition("/")[0]
-                        if is_dir:
-                            yield name, True, None, record[8], 0
-                        else:
-                            yield name, False, data, record[8], record[5]
-                        continue
-                if mbuf is not None:  # the general path reads the manifest itself
+                                if folder != last_folder:
+                                    last_folder = folder
+                                    while folder and folder not in folder_paths:
+                                        folder_paths.add(folder)
+                                        folder = folder.rpartition("/")[0]
+                            if emit:
+                                yield name, False, data, record[8], usize
+                            continue
+                if mbuf:  # the general path reads the manifest itself (and reads on where the text in hand ends)
                     manifest.seek(mpos)  # type: ignore[union-attr]
-                    mbuf = None
+                    mbuf = ""
                 if inline:
                     if name != MANIFEST_NAME:
                         note(record, name, buckets)
@@ -376,19 +408,19 @@ class BackupCheck:
                 if listing is not None:
                     # This server's manifests list the entries in archive order, in a text the entry
                     # itself gives: compared as text, parsed only where it differs.
-                    if pending is None and index is None and damage is None and name not in bad:
-                        if name[-1] == "/":
-                            if _plain(name) and manifest.take(f'{{"path":"{name}","type":"dir"}}'):  # type: ignore[union-attr]
-                                yield name, True, None, record.dos, 0
-                                continue
-                        elif type(data) is bytes:
-                            hexdigest = sha256(data).hexdigest()
-                            if _plain(name) and manifest.take(  # type: ignore[union-attr]
-                                f'{{"path":"{name}","type":"file","size":{record.usize},"sha256":"{hexdigest}"}}'
-                            ):
-                                yield name, False, data, record.dos, record.usize
-                                continue
                     try:
+                        if pending is None and index is None and damage is None and name not in bad:
+                            if name[-1] == "/":
+                                if _plain(name) and manifest.take(f'{{"path":"{name}","type":"dir"}}'):  # type: ignore[union-attr]
+                                    yield name, True, None, record.dos, 0
+                                    continue
+                            elif type(data) is bytes:
+                                hexdigest = sha256(data).hexdigest()
+                                if _plain(name) and manifest.take(  # type: ignore[union-attr]
+                                    f'{{"path":"{name}","type":"file","size":{record.usize},"sha256":"{hexdigest}"}}'
+                                ):
+                                    yield name, False, data, record.dos, record.usize
+                                    continue
                         if index is None:
                             if pending is None:
                                 pending = next(listing, None)
@@ -402,6 +434,7 @@ class BackupCheck:
                     except (ManifestError, ArchiveError, EntryDamaged) as exc:
                         report(MANIFEST_NAME, _manifest_problem(exc), MANIFEST)
                         listing = index = pending = None
+                    fast = pending is None and index is None and listing is not None
                 if name in bad:
                     continue
                 if listing is not None:
@@ -438,7 +471,10 @@ class BackupCheck:
             return
         finally:
             self.checked = checked
-            if mbuf is not None:
+            self.files += files
+            self.folders += folders
+            self.bytes_total += bytes_total
+            if mbuf:
                 manifest.seek(mpos)  # type: ignore[union-attr]
         if listing is not None:
             try:

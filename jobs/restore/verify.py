@@ -16,7 +16,7 @@ from typing import Any
 
 from jobs.context import JobContext, JobView
 from jobs.models import JobCancelled, JobFailed
-from jobs.restore.archive_checks import REPORT_EVERY, Report
+from jobs.restore.archive_checks import Report
 from jobs.restore.checker import BackupCheck, CheckStopped
 from jobs.restore.plan import required_zip_path, resolve_zip_path
 from jobs.services import Services
@@ -92,7 +92,7 @@ def verify_archive(zip_path: Path, *, cancel: threading.Event, report: Report) -
     with reader:
         check = BackupCheck(reader, add, cancel)
         try:
-            _read_all(check, cancel, report)
+            _read_all(check, report)
             body["wallet_name"] = check.root[:-1] if check.root else None
         except CheckStopped:
             pass
@@ -106,19 +106,16 @@ def verify_archive(zip_path: Path, *, cancel: threading.Event, report: Report) -
     return body
 
 
-def _read_all(check: BackupCheck, cancel: threading.Event, report: Report) -> None:
+def _read_all(check: BackupCheck, report: Report) -> None:
     """Every entry through the checker in one pass; progress in entries of the end record's count."""
     total = check.reader.count
     report(phase="verifying", done=0, total=total, bytes_done=0, bytes_total=check.reader.cd_offset,
            message=f"Verifying (0 of {total:,} entries)")  # fmt: skip
-    seen = 0  # entries the checker passed on; `check.checked` (all it read) is brought up to date every 128
-    for _, is_dir, data, _, _ in check.check_all():
-        if data is not None and not is_dir and type(data) is not bytes:
-            for _ in data:
-                pass
-        seen += 1
-        if not seen % REPORT_EVERY:
-            done = check.checked
-            report(done=done, bytes_done=check.position, message=f"Verifying ({done:,} of {total:,} entries)")
+
+    def step() -> None:
+        done = check.checked
+        report(done=done, bytes_done=check.position, message=f"Verifying ({done:,} of {total:,} entries)")
+
+    check.check_all(step)
     report(done=check.checked, bytes_done=check.reader.cd_offset,
            message=f"Verified ({check.checked:,} of {total:,} entries)")  # fmt: skip

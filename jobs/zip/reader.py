@@ -32,6 +32,9 @@ _LOCAL = struct.Struct("<IHHHHHIIIHH")  # 30 bytes
 # as one 32-bit value (the record's (date << 16) | time).
 _CENTRAL_HOT = struct.Struct("<I4xHHIIIIHHH4xII")  # sig flags method dos crc csize usize n x c attr offset
 _LOCAL_HOT = struct.Struct("<I2xHH4xIIIHH")  # sig flags method crc csize usize name-length extra-length
+# The fast lane's view of a directory record whose first 12 bytes it has compared: dos crc csize usize
+# name-length, extra and comment lengths as one value (zero when both are), attributes, offset.
+_CENTRAL_PLAIN = struct.Struct("<12xIIIIHI4xII")
 _EXTRA_HEAD = struct.Struct("<HH")
 _U32 = struct.Struct("<I")
 _U64 = struct.Struct("<Q")
@@ -47,6 +50,8 @@ FLAG_ENCRYPTED = 0x0001
 FLAG_DESCRIPTOR = 0x0008
 FLAG_UTF8 = 0x0800
 STORED, DEFLATED = 0, 8
+#: bytes 0-11 of this server's directory record of a stored file (jobs/zip/records.py writes them)
+_PLAIN_PREFIX = struct.pack("<IHHHH", _SIG_CENTRAL, 3 << 8 | 20, 20, FLAG_UTF8, STORED)
 #: the read window; entries up to this size (stored and inflated) come whole, bigger ones in chunks
 CHUNK = 1 << 20
 _OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)
@@ -249,6 +254,7 @@ class ZipReader:
         fd, shift, cd_offset, count = self.fd, self.shift, self.cd_offset, self.count
         cd_end = cd_offset + self.cd_size
         unpack_central = _CENTRAL_HOT.unpack_from
+        unpack_plain = _CENTRAL_PLAIN.unpack_from
         unpack_local = _LOCAL_HOT.unpack_from
         crc32 = zlib.crc32
         new = tuple.__new__
@@ -260,7 +266,47 @@ class ZipReader:
         win = b""
         win_start = wlen = 0
         pos = shift  # the end of the entry before: the next one starts exactly there
-        while cpos < cd_end:
+        # Bytes 0-11 of a directory record (signature, versions, flags, method) known to open a plain
+        # entry: stored, neither encrypted nor followed by a data descriptor. Learnt from the last such
+        # record the full path passed; this server's own until then.
+        plain, plain_flags = _PLAIN_PREFIX, FLAG_UTF8
+        while True:
+            # -- the fast lane: plain entries in a row, each with its directory record and its local
+            # header and data whole in the windows. Its conditions imply every check of the full path
+            # below, which takes any entry that fails one of them (nothing consumed), and the next.
+            # Positions are kept relative to the windows: `crel` of the next directory record, `rel`
+            # of the next local header (where the entry before ended), `raw` that offset as recorded.
+            crel = cpos - cwin_start
+            rel = pos - win_start
+            raw = pos - shift
+            while crel + 46 <= cwlen and cwin.startswith(plain, crel):
+                dos, crc, csize, usize, nlen, extra_comment, attr, off = unpack_plain(cwin, crel)
+                name_end = crel + 46 + nlen
+                data_at = rel + 30 + nlen
+                data_end = data_at + csize
+                if (
+                    off != raw or csize != usize or extra_comment or name_end > cwlen or data_end > wlen
+                    or seen == count or off == _ONES32
+                ):  # fmt: skip
+                    break
+                name = cwin[crel + 46 : name_end]
+                # The local header: the record's bytes 6-32 (versions, flags, method, time, date,
+                # CRC-32, sizes, name length, and a zero extra length), then the same name.
+                if win[rel:data_at] != _LOCAL_SIG + cwin[crel + 6 : crel + 32] + name:
+                    break
+                data = win[data_at:data_end]
+                if crc32(data) != crc:
+                    break
+                seen += 1
+                crel = name_end
+                raw += data_end - rel
+                rel = data_end
+                yield new(Record, (name, plain_flags, STORED, crc, csize, usize, off + shift, attr, dos)), data, None
+            cpos = cwin_start + crel
+            if pos != win_start + rel:
+                pos = low = win_start + rel
+            if cpos >= cd_end:
+                break
             # -- the next directory record, checked as records() checks it
             crel = cpos - cwin_start
             if crel + 46 > cwlen:
@@ -277,6 +323,8 @@ class ZipReader:
             if crel + total > cwlen:
                 cwin, cwin_start, crel = pread_exact(fd, max(total, min(CHUNK, cd_end - cpos)), cpos), cpos, 0
                 cwlen = len(cwin)
+            if method == STORED and not flags & 9:
+                plain, plain_flags = cwin[crel : crel + 12], flags
             name = cwin[crel + 46 : crel + 46 + nlen]
             if usize == _ONES32 or csize == _ONES32 or off == _ONES32:
                 usize, csize, off = _zip64_values(cwin[crel + 46 + nlen : crel + 46 + nlen + xlen], usize, csize, off)
@@ -290,22 +338,6 @@ class ZipReader:
             low = entry_end
             cpos += total
             record = new(Record, (name, flags, method, crc, csize, usize, off, attr, dos))
-            # -- its data. The common entry, stored whole in the window with a local header that
-            # agrees: as few operations as possible. Anything else takes the full checks below.
-            # Its local header then repeats the directory record's bytes 6-32 (version needed, flags,
-            # method, time, date, CRC-32, sizes, name length, extra length 0) and the name: compared as
-            # bytes, which is every check of the full path below and more.
-            rel = off - win_start
-            if (
-                off == pos and rel >= 0 and method == STORED and csize == usize and not flags & 9 and not xlen
-                and rel + 94 + nlen + csize <= wlen and win[rel + 4 : rel + 30] == cwin[crel + 6 : crel + 32]
-                and win.startswith(_LOCAL_SIG, rel) and win.startswith(name, rel + 30)
-            ):  # fmt: skip
-                data = win[rel + 30 + nlen : rel + 30 + nlen + csize]
-                if crc32(data) == crc:
-                    pos = low
-                    yield record, data, None
-                    continue
             if off != pos:
                 raise ArchiveError(f"{off - pos} unaccounted bytes before this entry" if off > pos else
                                    "entry overlaps the one before it", decode_name(record))  # fmt: skip
