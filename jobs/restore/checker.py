@@ -142,7 +142,7 @@ class BackupCheck:
                             self.problem(name, "appears more than once", NAME)
                         self.manifest_record = record
                         continue
-                    self._note(record, name, buckets)
+                    self._note(name, record[1], record[7], record[5], buckets)
             except ArchiveError as exc:
                 self.problem(exc.path, exc.problem, STRUCTURE)
                 return False
@@ -151,13 +151,14 @@ class BackupCheck:
             return False
         return True
 
-    def _note(self, record: Record, name: str, buckets: list[array[int]]) -> None:
-        """The directory's checks of one entry but the manifest; a refused name joins `_bad`."""
-        mode = record[7] >> 16 & 0o170000
+    def _note(self, name: str, flags: int, attr: int, usize: int, buckets: list[array[int]]) -> None:
+        """The directory's checks of one entry but the manifest; a refused name joins `_bad`. The
+        totals are counted by `scan()` only (restore's progress): `check_all()` needs none."""
+        mode = attr >> 16 & 0o170000
         problem = (None if _safe_fast(name) else entry_name_problem(name)) or (
             None
-            if (mode == 0o100000 or mode == 0 or (mode == 0o040000 and name[-1] == "/")) and not record[1] & 1
-            else entry_type_problem(name, record[7], record[1])
+            if (mode == 0o100000 or mode == 0 or (mode == 0o040000 and name[-1] == "/")) and not flags & 1
+            else entry_type_problem(name, attr, flags)
         )
         if problem is not None:
             self._bad.add(name)
@@ -166,12 +167,14 @@ class BackupCheck:
         h = hash(name)
         buckets[h & 63].append(h)
         if name[-1] == "/":
-            self.folders += 1
             folder = name[:-1]
+            if not self._inline:
+                self.folders += 1
         else:
-            self.files += 1
-            self.bytes_total += record.usize
             folder = name.rpartition("/")[0]
+            if not self._inline:
+                self.files += 1
+                self.bytes_total += usize
         folders = self.folder_paths
         while folder and folder not in folders:
             folders.add(folder)
@@ -301,22 +304,23 @@ class BackupCheck:
         folder_paths = self.folder_paths
         last_folder = None  # the folder of the entry before, known to be in folder_paths
         checked = self.checked
-        files = folders = bytes_total = 0  # the fast branch's share, added to `_note`'s at the end
         mbuf = ""  # the manifest's text while lines are matched here ("" when the stream holds it), the position in it
         mpos = 0
         try:
-            for record, data, damage in self.reader.entries():
+            for name_b, flags, _method, _crc, _csize, usize, offset, attr, dos, data, damage in self.reader.rows():
                 checked += 1
                 if not checked & _YIELD_EVERY:  # every 128 entries: a cancel, the GIL, the position
                     self.checked = checked
                     if stopped():
                         raise JobCancelled()
                     _yield_gil()
-                    self.position = record[6]
+                    self.position = offset
                     if step is not None and not checked & _STEP_EVERY:
                         step()
-                name_b = record[0]
-                name = name_b.decode("utf-8", "replace") if record[1] & 0x800 else name_b.decode("cp437")
+                try:  # an ASCII name reads the same in UTF-8 and in code page 437
+                    name = name_b.decode("ascii")
+                except UnicodeDecodeError:
+                    name = name_b.decode("utf-8", "replace") if flags & 0x800 else name_b.decode("cp437")
                 # This server's own entry, sound, its manifest line next in the manifest's text: every
                 # check of the general path below (and of `_note`), in as few operations as they take.
                 # Whatever is not plainly so goes on to the general path, untouched.
@@ -341,7 +345,7 @@ class BackupCheck:
                     and "//" not in name
                     and name not in bad
                 ):
-                    kind = record[7] >> 28
+                    kind = attr >> 28
                     if name[-1] == "/":
                         if kind == 4 or kind == 0:
                             line = f',\n{{"path":"{name}","type":"dir"}}'
@@ -352,7 +356,6 @@ class BackupCheck:
                                 if inline:  # `_note`'s bookkeeping of a name it passes
                                     h = hash(name)
                                     buckets[h & 63].append(h)
-                                    folders += 1
                                     folder = name[:-1]
                                     if folder != last_folder:
                                         last_folder = folder
@@ -360,10 +363,9 @@ class BackupCheck:
                                             folder_paths.add(folder)
                                             folder = folder.rpartition("/")[0]
                                 if emit:
-                                    yield name, True, None, record[8], 0
+                                    yield name, True, None, dos, 0
                                 continue
                     elif kind == 8 or kind == 0:
-                        usize = record[5]
                         line = (
                             f',\n{{"path":"{name}","type":"file","size":{usize},"sha256":"{sha256(data).hexdigest()}"}}'
                         )
@@ -374,8 +376,6 @@ class BackupCheck:
                             if inline:
                                 h = hash(name)
                                 buckets[h & 63].append(h)
-                                files += 1
-                                bytes_total += usize
                                 folder = name.rpartition("/")[0]
                                 if folder != last_folder:
                                     last_folder = folder
@@ -383,15 +383,15 @@ class BackupCheck:
                                         folder_paths.add(folder)
                                         folder = folder.rpartition("/")[0]
                             if emit:
-                                yield name, False, data, record[8], usize
+                                yield name, False, data, dos, usize
                             continue
                 if mbuf:  # the general path reads the manifest itself (and reads on where the text in hand ends)
                     manifest.seek(mpos)  # type: ignore[union-attr]
                     mbuf = ""
                 if inline:
                     if name != MANIFEST_NAME:
-                        note(record, name, buckets)
-                    elif record.offset != manifest_offset:
+                        note(name, flags, attr, usize, buckets)
+                    elif offset != manifest_offset:
                         self._bad.add(name)
                         report(name, "appears more than once", NAME)
                         continue
@@ -412,14 +412,14 @@ class BackupCheck:
                         if pending is None and index is None and damage is None and name not in bad:
                             if name[-1] == "/":
                                 if _plain(name) and manifest.take(f'{{"path":"{name}","type":"dir"}}'):  # type: ignore[union-attr]
-                                    yield name, True, None, record.dos, 0
+                                    yield name, True, None, dos, 0
                                     continue
                             elif type(data) is bytes:
                                 hexdigest = sha256(data).hexdigest()
                                 if _plain(name) and manifest.take(  # type: ignore[union-attr]
-                                    f'{{"path":"{name}","type":"file","size":{record.usize},"sha256":"{hexdigest}"}}'
+                                    f'{{"path":"{name}","type":"file","size":{usize},"sha256":"{hexdigest}"}}'
                                 ):
-                                    yield name, False, data, record.dos, record.usize
+                                    yield name, False, data, dos, usize
                                     continue
                         if index is None:
                             if pending is None:
@@ -449,31 +449,28 @@ class BackupCheck:
                     elif name[-1] == "/":
                         report(name, "is a folder but the manifest lists a file", LISTING)
                         continue
-                    elif record.usize != size:
-                        report(name, f"has {record.usize} bytes, the manifest says {size}", LISTING)
+                    elif usize != size:
+                        report(name, f"has {usize} bytes, the manifest says {size}", LISTING)
                         continue
                 if damage is not None:
                     report(name, damage, DAMAGED)
                     continue
                 if name[-1] == "/":
-                    yield name, True, None, record.dos, 0
+                    yield name, True, None, dos, 0
                     continue
                 digest = listed[2] if listed is not None else None
                 if type(data) is bytes:
                     if digest is not None and sha256(data).hexdigest() != digest:
                         report(name, SHA_DIFFERS, DIGEST)
                         continue
-                    yield name, False, data, record.dos, record.usize
+                    yield name, False, data, dos, usize
                 else:
-                    yield name, False, self._hashed(name, data, digest), record.dos, record.usize  # type: ignore[arg-type]
+                    yield name, False, self._hashed(name, data, digest), dos, usize  # type: ignore[arg-type]
         except ArchiveError as exc:
             report(exc.path, exc.problem, STRUCTURE)
             return
         finally:
             self.checked = checked
-            self.files += files
-            self.folders += folders
-            self.bytes_total += bytes_total
             if mbuf:
                 manifest.seek(mpos)  # type: ignore[union-attr]
         if listing is not None:

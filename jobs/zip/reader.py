@@ -86,6 +86,11 @@ class Record(NamedTuple):
     dos: int  # (date << 16) | time
 
 
+#: what `ZipReader.rows()` yields: a record's fields (name, flags, method, crc, csize, usize, offset,
+#: attr, dos), then the data (bytes, chunks or None) and the problem (None or why the data is damaged)
+Row = tuple[bytes, int, int, int, int, int, int, int, int, "bytes | Iterator[bytes] | None", "str | None"]
+
+
 def decode_name(record: Record) -> str:
     """The entry's name: UTF-8 when flagged, else code page 437 (APPNOTE D.1)."""
     return record.name.decode("utf-8" if record.flags & FLAG_UTF8 else "cp437", "replace")
@@ -245,11 +250,16 @@ class ZipReader:
         `data` is the entry's bytes (inflated) when it is at most CHUNK, else an iterator of chunks
         that raises `EntryDamaged` after the last one if the data is not what was recorded; it must be
         consumed before the next entry is asked for. `problem` is None, or why the data is damaged
-        (then `data` is None). A broken structure raises `ArchiveError`.
+        (then `data` is None). A broken structure raises `ArchiveError`."""
+        for row in self.rows():
+            yield _new(Record, row[:9]), row[9], row[10]
 
-        The directory is walked here as `records()` walks it, with the same checks in the same order
-        (one loop for both reads: this is the hot loop of restore and verify, and every Python
-        operation per entry counts); the records are made without NamedTuple's Python-level __new__.
+    def rows(self) -> Iterator[Row]:
+        """`entries()` as one flat tuple per entry: the record's fields, then data and problem.
+
+        The hot loop of restore and verify: no record object is made for an entry that is plainly
+        sound, and its reader takes the fields it needs by unpacking. The directory is walked here as
+        `records()` walks it, with the same checks in the same order (one loop for both reads).
         """
         fd, shift, cd_offset, count = self.fd, self.shift, self.cd_offset, self.count
         cd_end = cd_offset + self.cd_size
@@ -275,18 +285,20 @@ class ZipReader:
             # header and data whole in the windows. Its conditions imply every check of the full path
             # below, which takes any entry that fails one of them (nothing consumed), and the next.
             # Positions are kept relative to the windows: `crel` of the next directory record, `rel`
-            # of the next local header (where the entry before ended), `raw` that offset as recorded.
+            # of the next local header (where the entry before ended); `base` is the offset a record
+            # gives for the data window's start. No lane where offsets reach 4 GiB (ZIP64 values).
             crel = cpos - cwin_start
             rel = pos - win_start
-            raw = pos - shift
-            while crel + 46 <= cwlen and cwin.startswith(plain, crel):
+            base = win_start - shift
+            last = cwlen - 46 if base + wlen < _ONES32 else -1  # the last place a whole record may start
+            while crel <= last and cwin.startswith(plain, crel):
                 dos, crc, csize, usize, nlen, extra_comment, attr, off = unpack_plain(cwin, crel)
                 name_end = crel + 46 + nlen
                 data_at = rel + 30 + nlen
                 data_end = data_at + csize
                 if (
-                    off != raw or csize != usize or extra_comment or name_end > cwlen or data_end > wlen
-                    or seen == count or off == _ONES32
+                    off - base != rel or csize != usize or extra_comment or name_end > cwlen or data_end > wlen
+                    or seen == count
                 ):  # fmt: skip
                     break
                 name = cwin[crel + 46 : name_end]
@@ -299,9 +311,8 @@ class ZipReader:
                     break
                 seen += 1
                 crel = name_end
-                raw += data_end - rel
                 rel = data_end
-                yield new(Record, (name, plain_flags, STORED, crc, csize, usize, off + shift, attr, dos)), data, None
+                yield name, plain_flags, STORED, crc, csize, usize, off + shift, attr, dos, data, None
             cpos = cwin_start + crel
             if pos != win_start + rel:
                 pos = low = win_start + rel
@@ -373,15 +384,15 @@ class ZipReader:
             if pos > cd_offset:
                 raise ArchiveError("entry runs into the central directory (truncated archive?)", decode_name(record))
             if flags & FLAG_ENCRYPTED:
-                yield record, None, "is encrypted with ZIP encryption, which is not supported"
+                yield *record, None, "is encrypted with ZIP encryption, which is not supported"
                 continue
             if method != STORED and method != DEFLATED:
-                yield record, None, f"uses compression method {method}, which is not supported"
+                yield *record, None, f"uses compression method {method}, which is not supported"
                 continue
             if method == STORED and csize != usize:
                 raise ArchiveError(f"stored entry has compressed size {csize} but size {usize}", decode_name(record))
             if csize > CHUNK or usize > CHUNK:
-                yield record, self._chunks(record, data_off), None
+                yield *record, self._chunks(record, data_off), None
                 continue
             drel = data_off - win_start
             if drel + csize > wlen:
@@ -397,12 +408,12 @@ class ZipReader:
             if method == DEFLATED:
                 data, problem = _inflate(data, usize)
                 if problem is not None:
-                    yield record, None, problem
+                    yield *record, None, problem
                     continue
             if crc32(data) != crc:
-                yield record, None, f"CRC-32 mismatch: recorded {crc:08x}, data gives {crc32(data):08x}"
+                yield *record, None, f"CRC-32 mismatch: recorded {crc:08x}, data gives {crc32(data):08x}"
                 continue
-            yield record, data, None
+            yield *record, data, None
         if seen != count:
             raise ArchiveError(f"central directory holds {seen} entries, its end record says {count}")
         if pos != cd_offset:
