@@ -599,15 +599,23 @@ async def test_a_failed_backup_is_not_remembered(client, tmp_path, data_dir):
 def pause_first_coin(monkeypatch) -> tuple[threading.Event, threading.Event]:
     """Hold the backup at its first coin: `started` is set once it is there, it goes on at `release`."""
     started, release = threading.Event(), threading.Event()
-    real = backup_archive.plain_single_units
+    real, real_batch = backup_archive.plain_single_units, backup_archive.plain_singles_units
 
-    def slow_first(data: bytes) -> int | None:
+    def hold() -> None:
         if not started.is_set():
             started.set()
             release.wait(10)
+
+    def slow_first(data: bytes) -> int | None:
+        hold()
         return real(data)
 
+    def slow_first_batch(datas: list[bytes]) -> int | None:  # the walk's batch path
+        hold()
+        return real_batch(datas)
+
     monkeypatch.setattr(backup_archive, "plain_single_units", slow_first)
+    monkeypatch.setattr(backup_archive, "plain_singles_units", slow_first_batch)
     return started, release
 
 
