@@ -22,6 +22,7 @@ from app import __version__
 from app.wallet import coins
 from jobs.backup import archive as backup_archive
 from jobs.backup import backup as backup_job
+from jobs.backup import output as backup_output
 from jobs.backup.checks import TEMP_PREFIX
 from jobs.zip.readback import ZipProblem
 from tests.conftest import coin_bytes, write_coins
@@ -687,6 +688,47 @@ async def test_an_unwritable_destination_is_the_seeds_500(client, tmp_path, monk
     status, body = await post_backup(client, destination=str(destination))
     assert (status, body) == (500, ZIP_FAILED)
     assert os.listdir(destination) == []
+
+
+async def test_a_failed_fsync_of_the_archive_is_the_seeds_500_and_leaves_nothing(
+    client, tmp_path, data_dir, monkeypatch
+):
+    write_coins(default_wallet(data_dir) / "Bank", range(1, 5))
+    real_fsync = os.fsync
+
+    def failing(fd: int) -> None:
+        if os.readlink(f"/proc/self/fd/{fd}").rpartition("/")[2].startswith(TEMP_PREFIX):
+            raise OSError(errno.EIO, "Input/output error")
+        real_fsync(fd)
+
+    monkeypatch.setattr(backup_output.os, "fsync", failing)
+    destination = tmp_path / "b"
+    status, body = await post_backup(client, destination=str(destination))
+    assert (status, body) == (500, ZIP_FAILED)
+    assert not destination.exists()
+
+
+async def test_the_archive_is_fsynced_before_it_takes_its_name(client, tmp_path, data_dir, monkeypatch):
+    """The fsync runs beside the read-back; the rename waits for it to end."""
+    write_coins(default_wallet(data_dir) / "Bank", range(1, 5))
+    events: list[str] = []
+    real_fsync, real_claim = os.fsync, backup_job.claim_final_name
+
+    def slow_fsync(fd: int) -> None:
+        if os.readlink(f"/proc/self/fd/{fd}").rpartition("/")[2].startswith(TEMP_PREFIX):
+            time.sleep(0.3)  # a slow disk: the read-back ends first
+            events.append("fsync")
+        real_fsync(fd)
+
+    def claim(*args: Any) -> Any:
+        events.append("rename")
+        return real_claim(*args)
+
+    monkeypatch.setattr(backup_output.os, "fsync", slow_fsync)
+    monkeypatch.setattr(backup_job, "claim_final_name", claim)
+    status, body = await post_backup(client, destination=str(tmp_path / "b"))
+    assert status == 200, body
+    assert events == ["fsync", "rename"]
 
 
 async def test_a_failed_verification_is_the_seeds_500(client, tmp_path, data_dir, monkeypatch):

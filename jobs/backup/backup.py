@@ -51,7 +51,7 @@ from jobs.backup.checks import (
     temp_name,
     wallet_not_found,
 )
-from jobs.backup.output import HashingFile
+from jobs.backup.output import BackgroundSync, HashingFile
 from jobs.context import JobContext, JobView
 from jobs.models import Job, JobCancelled, JobFailed
 from jobs.services import Services
@@ -246,11 +246,14 @@ def _archive_into(
             out=out, cancel=cancel, report=report, total=total, plan_id=plan.plan_id,
         )  # fmt: skip
         archiver.archive()
-        os.fsync(fd)
-        zip_size = os.fstat(fd).st_size
-        report(phase="verifying", span=(85, 100), done=0, total=archiver.entries,
-               message=f"Verifying (0 of {archiver.entries:,} entries)")  # fmt: skip
-        _verify(tmp, archiver.entries, job_id=plan.job_id, cancel=cancel, report=report)
+        sync = BackgroundSync(fd)  # the disk takes the archive while it is read back
+        try:
+            zip_size = os.fstat(fd).st_size
+            report(phase="verifying", span=(85, 100), done=0, total=archiver.entries,
+                   message=f"Verifying (0 of {archiver.entries:,} entries)")  # fmt: skip
+            _verify(tmp, archiver.entries, job_id=plan.job_id, cancel=cancel, report=report)
+        finally:
+            sync.wait()
         report(done=archiver.entries, bytes_done=zip_size, bytes_total=zip_size,
                message=f"Verified ({archiver.entries:,} of {archiver.entries:,} entries)")  # fmt: skip
         zip_sha256 = out.hexdigest()
