@@ -174,6 +174,7 @@ class Archiver:
         job_id = self.job_id
         encryptor = self.encryptor
         encrypt = encryptor.encrypt_plain_single if encryptor is not None else None
+        encrypt_batch = encryptor.encrypt_plain_singles if encryptor is not None else None
         add_file = writer.add_bytes_fast
         add_batch = writer.add_stored_batch
         add_dir = writer.add_dir
@@ -244,8 +245,8 @@ class Archiver:
                                 n_units += units
                                 if coin_folder:
                                     added += n
-                                    if encrypt is not None:
-                                        datas = list(map(encrypt, datas))
+                                    if encrypt_batch is not None:
+                                        datas = encrypt_batch(datas)
                                         reencrypted += n
                                         n_encrypted += n
                                     else:
