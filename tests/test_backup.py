@@ -657,7 +657,7 @@ async def test_disk_full_mid_archive_is_the_seeds_500_and_leaves_nothing(
     client, tmp_path, data_dir, monkeypatch, fail_at_write
 ):
     write_coins(default_wallet(data_dir) / "Bank", range(1, 3000))  # ~1.5 MB: several 1 MiB writes
-    real_write = backup_job.HashingFile.write
+    real_write = backup_job.ArchiveFile.write
     calls = {"n": 0}
 
     def write(self: Any, data: Any) -> int:
@@ -666,7 +666,7 @@ async def test_disk_full_mid_archive_is_the_seeds_500_and_leaves_nothing(
             raise OSError(errno.ENOSPC, "No space left on device")
         return real_write(self, data)
 
-    monkeypatch.setattr(backup_job.HashingFile, "write", write)
+    monkeypatch.setattr(backup_job.ArchiveFile, "write", write)
     destination = tmp_path / "b"
     status, body = await post_backup(client, destination=str(destination))
     assert (status, body) == (500, ZIP_FAILED)
@@ -755,26 +755,68 @@ def test_restart_cleanup_removes_the_jobs_temporary_file(tmp_path):
     backup_job.remove_temporary_files(gone)  # a destination that never got created
 
 
-def test_hashing_file_hash_matches_the_file_after_patches_and_cuts(tmp_path):
+def test_archive_file_keeps_its_position_through_patches_and_cuts(tmp_path):
     path = tmp_path / "out.bin"
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
-        out = backup_job.HashingFile(fd)
-        sequential = os.urandom(9 << 20)  # past two saved hash states
-        for start in range(0, len(sequential), 1 << 20):
-            out.write(sequential[start : start + (1 << 20)])
-        assert out.hexdigest() == hashlib.sha256(path.read_bytes()).hexdigest()
+        out = backup_job.ArchiveFile(fd)
+        first = os.urandom(3 << 20)
+        assert out.write(first) == len(first) and out.tell() == len(first)
         end = out.tell()
         out.write(b"header--" + os.urandom(3000))
         out.seek(end + 2)
         out.write(b"PATCHED")  # what ZipWriter does to a streamed entry's header
+        assert out.tell() == end + 9
         out.seek(0, os.SEEK_END)
         out.write(b"tail")
-        assert out.hexdigest() == hashlib.sha256(path.read_bytes()).hexdigest()
         out.truncate(end + 100)  # a failed entry cut off
         out.seek(end + 100)
         out.write(b"after the cut")
-        assert out.hexdigest() == hashlib.sha256(path.read_bytes()).hexdigest()
+        data = path.read_bytes()
+        assert data[:end] == first and data[end : end + 9] == b"hePATCHED"
+        assert len(data) == end + 100 + len(b"after the cut") and data.endswith(b"after the cut")
+    finally:
+        os.close(fd)
+
+
+def test_archive_file_remembers_the_first_failed_write(tmp_path):
+    path = tmp_path / "out.bin"
+    fd = os.open(path, os.O_RDONLY | os.O_CREAT, 0o600)  # not open for writing: every write fails
+    try:
+        out = backup_job.ArchiveFile(fd)
+        with pytest.raises(OSError) as failed:
+            out.write(b"data")
+        assert out.write_error is failed.value
+        assert out.tell() == 0
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.parametrize("size", [0, 1, (1 << 20) - 1, 1 << 20, (3 << 20) + 17])
+def test_sync_and_hash_gives_the_sha256_of_the_whole_file(tmp_path, size):
+    path = tmp_path / "out.bin"
+    data = os.urandom(size)
+    path.write_bytes(data)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        finisher = backup_output.SyncAndHash(fd)
+        finisher.join()
+        assert finisher.hexdigest() == hashlib.sha256(data).hexdigest()
+    finally:
+        os.close(fd)
+
+
+def test_sync_and_hash_raises_the_fsyncs_error_and_join_does_not(tmp_path, monkeypatch):
+    def failing(fd: int) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(backup_output.os, "fsync", failing)
+    fd = os.open(tmp_path / "out.bin", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        finisher = backup_output.SyncAndHash(fd)
+        finisher.join()
+        with pytest.raises(OSError, match="Input/output"):
+            finisher.hexdigest()
     finally:
         os.close(fd)
 

@@ -18,7 +18,7 @@ from app.wallet import crypto
 from jobs.backup import batch
 from jobs.backup.archive import Archiver
 from jobs.backup.coins import plain_single_units, plain_singles_units
-from jobs.backup.output import HashingFile
+from jobs.backup.output import ArchiveFile
 from jobs.zip.writer import ZipWriter
 from tests.conftest import coin_bytes, write_coins
 
@@ -31,7 +31,7 @@ def archive(wallet: Path, dest: Path, key: bytes | None = None) -> tuple[Path, A
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         archiver = Archiver(
-            wallet=wallet, job_id="j1", date="2026-12-01", key=key, spool_dir=dest, out=HashingFile(fd),
+            wallet=wallet, job_id="j1", date="2026-12-01", key=key, spool_dir=dest, out=ArchiveFile(fd),
             cancel=threading.Event(), report=lambda **_: None, total=0,
         )  # fmt: skip
         archiver.archive()

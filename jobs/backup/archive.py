@@ -37,7 +37,7 @@ from jobs.backup.coins import (
     plain_singles_units,
 )
 from jobs.backup.manifest import FolderStats, add_manifest, manifest_head, manifest_tail, summary_comment
-from jobs.backup.output import HashingFile
+from jobs.backup.output import ArchiveFile
 from jobs.models import JobCancelled
 from jobs.zip.writer import ZipWriter
 
@@ -93,7 +93,7 @@ class Archiver:
         date: str,
         key: bytes | None,
         spool_dir: Path,
-        out: HashingFile,
+        out: ArchiveFile,
         cancel: threading.Event,
         report: Report,
         total: int,
