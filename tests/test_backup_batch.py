@@ -221,3 +221,33 @@ def test_add_stored_batch_refuses_lists_of_different_lengths(tmp_path: Path) -> 
         with pytest.raises(ValueError):
             writer.add_stored_batch(["a.bin", "b.bin"], [b"a"], [0.0, 0.0])
         writer.abort()
+
+
+def test_read_files_holds_at_most_its_share_of_open_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The server's open-file budget counts FILES_OPEN_AT_ONCE per job thread: a batch keeps to it."""
+    paths = write_coins(tmp_path, range(1, 60))
+    fd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    real_open, real_close = os.open, os.close
+    held: set[int] = set()
+    most = 0
+
+    def counting_open(*args: Any, **kwargs: Any) -> int:
+        nonlocal most
+        opened = real_open(*args, **kwargs)
+        held.add(opened)
+        most = max(most, len(held))
+        return opened
+
+    def counting_close(descriptor: int) -> None:
+        held.discard(descriptor)
+        real_close(descriptor)
+
+    monkeypatch.setattr(os, "open", counting_open)
+    monkeypatch.setattr(os, "close", counting_close)
+    try:
+        got = batch.read_files(fd, [p.name for p in paths], LIMIT)
+    finally:
+        monkeypatch.undo()
+        os.close(fd)
+    assert got is not None and len(got[0]) == len(paths)
+    assert most == batch.FILES_OPEN_AT_ONCE and not held

@@ -21,6 +21,8 @@ from operator import attrgetter, methodcaller
 
 #: how the walk opens a file: no link followed, no FIFO waited on
 OPEN_FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+#: source files a batch holds open at once (each step is still one `map` over them)
+FILES_OPEN_AT_ONCE = 8
 
 _size_of = attrgetter("st_size")
 _mode_of = attrgetter("st_mode")
@@ -56,24 +58,31 @@ def read_files(dir_fd: int, names: list[str], limit: int) -> tuple[list[bytes], 
     changed size while read): the walk then looks at each in turn.
 
     The same calls as the walk's per-file path: no link followed (O_NOFOLLOW), no FIFO waited on
-    (O_NONBLOCK), one read of one byte more than the size (a short answer proves the end).
+    (O_NONBLOCK), one read of one byte more than the size (a short answer proves the end). At most
+    `FILES_OPEN_AT_ONCE` are open at a time (the server's open-file budget counts them).
     """
-    fds: list[int] = []
-    try:
-        # `extend` keeps what was opened before a failing open, so that all of it is closed.
-        fds.extend(map(partial(os.open, flags=OPEN_FILE_FLAGS, dir_fd=dir_fd), names))
-        stats = list(map(os.fstat, fds))
-        sizes = list(map(_size_of, stats))
-        if max(sizes) > limit or not all(map(stat.S_ISREG, map(_mode_of, stats))):
+    opener = partial(os.open, flags=OPEN_FILE_FLAGS, dir_fd=dir_fd)
+    datas: list[bytes] = []
+    mtimes: list[float] = []
+    for at in range(0, len(names), FILES_OPEN_AT_ONCE):
+        fds: list[int] = []
+        try:
+            # `extend` keeps what was opened before a failing open, so that all of it is closed.
+            fds.extend(map(opener, names[at : at + FILES_OPEN_AT_ONCE]))
+            stats = list(map(os.fstat, fds))
+            sizes = list(map(_size_of, stats))
+            if max(sizes) > limit or not all(map(stat.S_ISREG, map(_mode_of, stats))):
+                return None
+            got = list(map(os.read, fds, map(_plus_1, sizes)))
+        except OSError:
             return None
-        datas = list(map(os.read, fds, map(_plus_1, sizes)))
-    except OSError:
-        return None
-    finally:
-        _close_all(fds)
-    if list(map(len, datas)) != sizes:
-        return None
-    return datas, list(map(_mtime_of, stats))
+        finally:
+            _close_all(fds)
+        if list(map(len, got)) != sizes:
+            return None
+        datas += got
+        mtimes += map(_mtime_of, stats)
+    return datas, mtimes
 
 
 def _close_all(fds: list[int]) -> None:
