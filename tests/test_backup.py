@@ -22,6 +22,7 @@ from app import __version__
 from app.wallet import coins
 from jobs.backup import archive as backup_archive
 from jobs.backup import backup as backup_job
+from jobs.backup import output as backup_output
 from jobs.backup.checks import TEMP_PREFIX
 from jobs.zip.readback import ZipProblem
 from tests.conftest import coin_bytes, write_coins
@@ -599,15 +600,23 @@ async def test_a_failed_backup_is_not_remembered(client, tmp_path, data_dir):
 def pause_first_coin(monkeypatch) -> tuple[threading.Event, threading.Event]:
     """Hold the backup at its first coin: `started` is set once it is there, it goes on at `release`."""
     started, release = threading.Event(), threading.Event()
-    real = backup_archive.plain_single_units
+    real, real_batch = backup_archive.plain_single_units, backup_archive.plain_singles_units
 
-    def slow_first(data: bytes) -> int | None:
+    def hold() -> None:
         if not started.is_set():
             started.set()
             release.wait(10)
+
+    def slow_first(data: bytes) -> int | None:
+        hold()
         return real(data)
 
+    def slow_first_batch(datas: list[bytes]) -> int | None:  # the walk's batch path
+        hold()
+        return real_batch(datas)
+
     monkeypatch.setattr(backup_archive, "plain_single_units", slow_first)
+    monkeypatch.setattr(backup_archive, "plain_singles_units", slow_first_batch)
     return started, release
 
 
@@ -648,7 +657,7 @@ async def test_disk_full_mid_archive_is_the_seeds_500_and_leaves_nothing(
     client, tmp_path, data_dir, monkeypatch, fail_at_write
 ):
     write_coins(default_wallet(data_dir) / "Bank", range(1, 3000))  # ~1.5 MB: several 1 MiB writes
-    real_write = backup_job.HashingFile.write
+    real_write = backup_job.ArchiveFile.write
     calls = {"n": 0}
 
     def write(self: Any, data: Any) -> int:
@@ -657,7 +666,7 @@ async def test_disk_full_mid_archive_is_the_seeds_500_and_leaves_nothing(
             raise OSError(errno.ENOSPC, "No space left on device")
         return real_write(self, data)
 
-    monkeypatch.setattr(backup_job.HashingFile, "write", write)
+    monkeypatch.setattr(backup_job.ArchiveFile, "write", write)
     destination = tmp_path / "b"
     status, body = await post_backup(client, destination=str(destination))
     assert (status, body) == (500, ZIP_FAILED)
@@ -679,6 +688,47 @@ async def test_an_unwritable_destination_is_the_seeds_500(client, tmp_path, monk
     status, body = await post_backup(client, destination=str(destination))
     assert (status, body) == (500, ZIP_FAILED)
     assert os.listdir(destination) == []
+
+
+async def test_a_failed_fsync_of_the_archive_is_the_seeds_500_and_leaves_nothing(
+    client, tmp_path, data_dir, monkeypatch
+):
+    write_coins(default_wallet(data_dir) / "Bank", range(1, 5))
+    real_fsync = os.fsync
+
+    def failing(fd: int) -> None:
+        if os.readlink(f"/proc/self/fd/{fd}").rpartition("/")[2].startswith(TEMP_PREFIX):
+            raise OSError(errno.EIO, "Input/output error")
+        real_fsync(fd)
+
+    monkeypatch.setattr(backup_output.os, "fsync", failing)
+    destination = tmp_path / "b"
+    status, body = await post_backup(client, destination=str(destination))
+    assert (status, body) == (500, ZIP_FAILED)
+    assert not destination.exists()
+
+
+async def test_the_archive_is_fsynced_before_it_takes_its_name(client, tmp_path, data_dir, monkeypatch):
+    """The fsync runs beside the read-back; the rename waits for it to end."""
+    write_coins(default_wallet(data_dir) / "Bank", range(1, 5))
+    events: list[str] = []
+    real_fsync, real_claim = os.fsync, backup_job.claim_final_name
+
+    def slow_fsync(fd: int) -> None:
+        if os.readlink(f"/proc/self/fd/{fd}").rpartition("/")[2].startswith(TEMP_PREFIX):
+            time.sleep(0.3)  # a slow disk: the read-back ends first
+            events.append("fsync")
+        real_fsync(fd)
+
+    def claim(*args: Any) -> Any:
+        events.append("rename")
+        return real_claim(*args)
+
+    monkeypatch.setattr(backup_output.os, "fsync", slow_fsync)
+    monkeypatch.setattr(backup_job, "claim_final_name", claim)
+    status, body = await post_backup(client, destination=str(tmp_path / "b"))
+    assert status == 200, body
+    assert events == ["fsync", "rename"]
 
 
 async def test_a_failed_verification_is_the_seeds_500(client, tmp_path, data_dir, monkeypatch):
@@ -705,26 +755,68 @@ def test_restart_cleanup_removes_the_jobs_temporary_file(tmp_path):
     backup_job.remove_temporary_files(gone)  # a destination that never got created
 
 
-def test_hashing_file_hash_matches_the_file_after_patches_and_cuts(tmp_path):
+def test_archive_file_keeps_its_position_through_patches_and_cuts(tmp_path):
     path = tmp_path / "out.bin"
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
-        out = backup_job.HashingFile(fd)
-        sequential = os.urandom(9 << 20)  # past two saved hash states
-        for start in range(0, len(sequential), 1 << 20):
-            out.write(sequential[start : start + (1 << 20)])
-        assert out.hexdigest() == hashlib.sha256(path.read_bytes()).hexdigest()
+        out = backup_job.ArchiveFile(fd)
+        first = os.urandom(3 << 20)
+        assert out.write(first) == len(first) and out.tell() == len(first)
         end = out.tell()
         out.write(b"header--" + os.urandom(3000))
         out.seek(end + 2)
         out.write(b"PATCHED")  # what ZipWriter does to a streamed entry's header
+        assert out.tell() == end + 9
         out.seek(0, os.SEEK_END)
         out.write(b"tail")
-        assert out.hexdigest() == hashlib.sha256(path.read_bytes()).hexdigest()
         out.truncate(end + 100)  # a failed entry cut off
         out.seek(end + 100)
         out.write(b"after the cut")
-        assert out.hexdigest() == hashlib.sha256(path.read_bytes()).hexdigest()
+        data = path.read_bytes()
+        assert data[:end] == first and data[end : end + 9] == b"hePATCHED"
+        assert len(data) == end + 100 + len(b"after the cut") and data.endswith(b"after the cut")
+    finally:
+        os.close(fd)
+
+
+def test_archive_file_remembers_the_first_failed_write(tmp_path):
+    path = tmp_path / "out.bin"
+    fd = os.open(path, os.O_RDONLY | os.O_CREAT, 0o600)  # not open for writing: every write fails
+    try:
+        out = backup_job.ArchiveFile(fd)
+        with pytest.raises(OSError) as failed:
+            out.write(b"data")
+        assert out.write_error is failed.value
+        assert out.tell() == 0
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.parametrize("size", [0, 1, (1 << 20) - 1, 1 << 20, (3 << 20) + 17])
+def test_sync_and_hash_gives_the_sha256_of_the_whole_file(tmp_path, size):
+    path = tmp_path / "out.bin"
+    data = os.urandom(size)
+    path.write_bytes(data)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        finisher = backup_output.SyncAndHash(fd)
+        finisher.join()
+        assert finisher.hexdigest() == hashlib.sha256(data).hexdigest()
+    finally:
+        os.close(fd)
+
+
+def test_sync_and_hash_raises_the_fsyncs_error_and_join_does_not(tmp_path, monkeypatch):
+    def failing(fd: int) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(backup_output.os, "fsync", failing)
+    fd = os.open(tmp_path / "out.bin", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        finisher = backup_output.SyncAndHash(fd)
+        finisher.join()
+        with pytest.raises(OSError, match="Input/output"):
+            finisher.hexdigest()
     finally:
         os.close(fd)
 

@@ -289,3 +289,65 @@ def test_encryptor_nonces_are_random_in_every_byte_the_last_one_below_232(key):
         values = {nonce[position] for nonce in nonces}
         assert len(values) > 200, position  # 2,048 draws of a random byte leave few values out
     assert max(nonce[15] for nonce in nonces) <= 231
+
+
+# -- the batch path: encrypt_plain_singles -------------------------------------------------------
+
+
+def plain_singles(count: int) -> list[bytes]:
+    return [
+        build_coin_file(
+            [make_coin(serial % 20 - 8, serial)],
+            pown="pfbneud"[serial % 7] * 25,
+            task_id=serial.to_bytes(3, "big"),
+            experimental=serial % 256,
+        )  # fmt: skip
+        for serial in range(count)
+    ]
+
+
+@pytest.mark.parametrize("count", [1, 2, 255, 256])
+def test_batch_encryption_writes_exactly_what_encrypt_coin_file_writes(key, count):
+    encryptor = CoinEncryptor(key)
+    plains = plain_singles(count)
+    outs = encryptor.encrypt_plain_singles(plains)
+    assert len(outs) == count
+    for plain, out in zip(plains, outs, strict=True):
+        nonce = out[32:48]
+        assert nonce[15] <= 231
+        assert out == encrypt_coin_file(plain, key, nonce=nonce)
+        assert decrypt_coin_file(out, key) == plain
+    assert len({out[32:48] for out in outs}) == count
+
+
+def test_batch_encryption_nonces_are_fresh_random_and_redrawn_where_they_would_carry(key, monkeypatch):
+    encryptor = CoinEncryptor(key)
+    plains = plain_singles(256)
+    nonces = [out[32:48] for _ in range(8) for out in encryptor.encrypt_plain_singles(plains)]
+    assert len(set(nonces)) == len(nonces)
+    for position in range(16):
+        assert len({nonce[position] for nonce in nonces}) > 200, position
+    real = os.urandom
+    draws = []
+
+    def urandom(n: int) -> bytes:
+        draws.append(n)
+        return b"\xff" * n if len(draws) == 1 else real(n)
+
+    monkeypatch.setattr(crypto.os, "urandom", urandom)
+    outs = encryptor.encrypt_plain_singles(plains[:10])
+    monkeypatch.undo()
+    for plain, out in zip(plains, outs):
+        assert out[32:47] == b"\xff" * 15 and out[47] <= 231
+        assert decrypt_coin_file(out, key) == plain
+
+
+def test_batch_encryption_refuses_what_is_not_a_batch_of_plain_single_coins(key):
+    encryptor = CoinEncryptor(key)
+    assert encryptor.encrypt_plain_singles([]) == []
+    with pytest.raises(ValueError):
+        encryptor.encrypt_plain_singles(plain_singles(257))
+    with pytest.raises(ValueError):
+        encryptor.encrypt_plain_singles([*plain_singles(3), build_coin_file([make_coin(pans=True)])])
+    with pytest.raises(ValueError):
+        encryptor.encrypt_plain_singles([plain_singles(1)[0][:-1]])

@@ -2,6 +2,8 @@
 
 import hashlib
 import os
+from itertools import repeat
+from operator import itemgetter
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
@@ -31,6 +33,17 @@ _BATCH = 256  # coins whose nonces and key streams `CoinEncryptor` makes in one 
 _LAST_BYTE_MAX = 255 - (_CTR_BLOCKS - 1)
 #: For a nonce's last byte b: what joined with the nonce's first 15 bytes makes its 25 counter blocks.
 _COUNTER_TAILS = [[b""] + [bytes((b + i,)) for i in range(_CTR_BLOCKS)] for b in range(_LAST_BYTE_MAX + 1)]
+
+
+# `CoinEncryptor.encrypt_plain_singles`: the parts of a plaintext single coin that `_seal` puts
+# together, as C-level getters, and where each coin's nonce, nonce prefix and body lie in a batch.
+_HEAD_OF = itemgetter(slice(0, 5))
+_HEADER_REST_OF = itemgetter(slice(15, HEADER_SIZE))
+_COIN_HEADER_OF = itemgetter(slice(HEADER_SIZE, _BODY))
+_BODY_OF = itemgetter(slice(_BODY, None))
+_NONCES = [slice(at, at + NONCE_SIZE) for at in range(0, _BATCH * NONCE_SIZE, NONCE_SIZE)]
+_NONCE_PREFIXES = [slice(at, at + NONCE_SIZE - 1) for at in range(0, _BATCH * NONCE_SIZE, NONCE_SIZE)]
+_BODIES = [slice(at, at + AN_BLOCK) for at in range(0, _BATCH * AN_BLOCK, AN_BLOCK)]
 
 
 class WrongKey(ValueError):
@@ -157,6 +170,46 @@ class CoinEncryptor:
         at = i * AN_BLOCK
         return _seal(data, self._middle, nonce, self._stream[at : at + AN_BLOCK])
 
+    def encrypt_plain_singles(self, datas: list[bytes]) -> list[bytes]:
+        """`encrypt_plain_single` of each of up to 256 plaintext single coins at once: the walk's batch path.
+
+        Fresh nonces and one key stream for the batch; the ANs of all the coins XOR-ed as one
+        integer; counter blocks and files put together by C-level maps (no Python step per coin).
+        """
+        count = len(datas)
+        if count > _BATCH:
+            raise ValueError(f"at most {_BATCH} coins at once")
+        if not count:
+            return []
+        if set(map(len, datas)) != {PLAIN_SINGLE_SIZE}:
+            raise ValueError("only plaintext single coins without PANs")
+        bodies = b"".join(map(_BODY_OF, datas))
+        nonces = _draw_nonces(count)
+        pick = nonces.__getitem__
+        counters = b"".join(
+            map(
+                bytes.join,
+                map(pick, _NONCE_PREFIXES[:count]),
+                map(_COUNTER_TAILS.__getitem__, nonces[NONCE_SIZE - 1 :: NONCE_SIZE]),
+            )
+        )
+        stream = self._ecb.update(counters)
+        size = len(bodies)
+        sealed = (int.from_bytes(bodies, "little") ^ int.from_bytes(stream, "little")).to_bytes(size, "little")
+        return list(
+            map(
+                b"".join,
+                zip(
+                    map(_HEAD_OF, datas),
+                    repeat(self._middle),
+                    map(_HEADER_REST_OF, datas),
+                    map(pick, _NONCES[:count]),
+                    map(_COIN_HEADER_OF, datas),
+                    map(sealed.__getitem__, _BODIES[:count]),
+                ),
+            )
+        )
+
     def _refill(self) -> None:
         nonces = _draw_nonces()
         tails, size = _COUNTER_TAILS, NONCE_SIZE
@@ -169,10 +222,10 @@ class CoinEncryptor:
         self._next = 0
 
 
-def _draw_nonces() -> bytes:
-    """`_BATCH` fresh random nonces: 16 random bytes each, the last one redrawn while above
+def _draw_nonces(count: int = _BATCH) -> bytes:
+    """`count` fresh random nonces: 16 random bytes each, the last one redrawn while above
     `_LAST_BYTE_MAX` (so that no counter block carries into the byte before it)."""
-    nonces = bytearray(os.urandom(NONCE_SIZE * _BATCH))
+    nonces = bytearray(os.urandom(NONCE_SIZE * count))
     last = nonces[NONCE_SIZE - 1 :: NONCE_SIZE]
     if max(last) > _LAST_BYTE_MAX:
         spare: list[int] = []

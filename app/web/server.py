@@ -28,6 +28,7 @@ from aiohttp.web_protocol import RequestHandler
 
 from app.wallet.config import Config
 from app.wallet.errors import ApiError
+from jobs.backup.batch import FILES_OPEN_AT_ONCE
 
 log = logging.getLogger(__name__)
 
@@ -37,9 +38,11 @@ MAX_REQUEST_LINE = 16 * 1024
 MAX_FIELD_SIZE = 8 * 1024
 MAX_HEADERS = 100
 #: Open files the server needs besides its connections: logs, the job store, the listening socket,
-#: the loop's own, and a few per thread (a backup reads one file and writes the archive).
+#: the loop's own, and some per thread: a job thread's backup holds a batch of its source files open
+#: at once, its folder, the archive and two spools; a request thread one file.
 RESERVED_FILES = 64
-FILES_PER_THREAD = 4
+FILES_PER_JOB_THREAD = FILES_OPEN_AT_ONCE + 8
+FILES_PER_REQUEST_THREAD = 4
 #: The listening socket's queue. asyncio accepts up to this many connections in one go, and can do so
 #: about three times before the first of them reaches the cap's check: the cap leaves room for that.
 BACKLOG = 32
@@ -168,7 +171,8 @@ def raise_open_file_limit() -> int:
 
 def connection_cap(config: Config, open_file_limit: int) -> int:
     """`max_connections`, lowered to stay below the open-file limit with room for the server's own files."""
-    reserve = RESERVED_FILES + FILES_PER_THREAD * (config.threads + config.request_threads) + ACCEPT_BURSTS * BACKLOG
+    threads = FILES_PER_JOB_THREAD * config.threads + FILES_PER_REQUEST_THREAD * config.request_threads
+    reserve = RESERVED_FILES + threads + ACCEPT_BURSTS * BACKLOG
     return max(1, min(config.max_connections, open_file_limit - reserve))
 
 

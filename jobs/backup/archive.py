@@ -21,20 +21,23 @@ import stat
 import tempfile
 import threading
 from collections.abc import Callable
+from itertools import islice
 from json.encoder import encode_basestring_ascii as _json_str
 from pathlib import Path
 from typing import IO
 
 from app.wallet.crypto import CoinEncryptor
+from jobs.backup.batch import OPEN_FILE_FLAGS, manifest_lines, plain_names, read_files
 from jobs.backup.coins import (
     COIN_FOLDERS,
     PLAINTEXT,
     REENCRYPTED,
     admit_other_coin_file,
     plain_single_units,
+    plain_singles_units,
 )
 from jobs.backup.manifest import FolderStats, add_manifest, manifest_head, manifest_tail, summary_comment
-from jobs.backup.output import HashingFile
+from jobs.backup.output import ArchiveFile
 from jobs.models import JobCancelled
 from jobs.zip.writer import ZipWriter
 
@@ -53,7 +56,6 @@ _MAX_SKIPPED_LISTED = 1000
 _REPORT_EVERY = 256
 #: small stored files handed to the writer in one call
 _BATCH = 256
-_OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
@@ -91,7 +93,7 @@ class Archiver:
         date: str,
         key: bytes | None,
         spool_dir: Path,
-        out: HashingFile,
+        out: ArchiveFile,
         cancel: threading.Event,
         report: Report,
         total: int,
@@ -172,6 +174,7 @@ class Archiver:
         job_id = self.job_id
         encryptor = self.encryptor
         encrypt = encryptor.encrypt_plain_single if encryptor is not None else None
+        encrypt_batch = encryptor.encrypt_plain_singles if encryptor is not None else None
         add_file = writer.add_bytes_fast
         add_batch = writer.add_stored_batch
         add_dir = writer.add_dir
@@ -181,7 +184,7 @@ class Archiver:
         fstat, read, close, open_ = os.fstat, os.read, os.close, os.open
         is_reg = stat.S_ISREG
         units_of = plain_single_units
-        open_flags, dir_flags, report_every, batch_max = _OPEN_FLAGS, _DIR_FLAGS, _REPORT_EVERY, _BATCH
+        open_flags, dir_flags, report_every, batch_max = OPEN_FILE_FLAGS, _DIR_FLAGS, _REPORT_EVERY, _BATCH
         whole_bin_limit, whole_limit = _WHOLE_BIN_LIMIT, _WHOLE_LIMIT
         done = bytes_done = dirs = 0
         added = plaintext = reencrypted = multi_warned = 0
@@ -225,134 +228,177 @@ class Archiver:
                 continue
             try:
                 with it:
-                    for entry in it:
-                        name = entry.name
-                        try:
-                            regular = entry.is_file(follow_symlinks=False)
-                            folder = not regular and entry.is_dir(follow_symlinks=False)
-                        except OSError:
-                            regular = folder = False
-                        arc = dir_arc + name
-                        if "\\" in name or (not name.isascii() and _bad_name(name)):
-                            if not folder:
-                                done += 1
-                            skip(arc, "its name cannot be stored in a ZIP archive")
-                            continue
-                        if folder:
-                            sub_arc = arc + "/"
-                            try:
-                                mtime = entry.stat(follow_symlinks=False).st_mtime
-                            except OSError:
-                                mtime = root_mtime
-                            if b_names:
-                                send_batch()
-                            add_dir(sub_arc, mtime=mtime)
-                            mwrite(f',\n{{"path":{json_str(sub_arc)},"type":"dir"}}'.encode())
-                            dirs += 1
-                            stack.append((f"{dir_path}/{name}", sub_arc, name if top == "." else top))
-                            continue
-                        done += 1
-                        if not regular:
-                            skip(arc, "symbolic link" if entry.is_symlink() else "not a regular file")
-                            continue
-                        if not done % report_every:
+                    while chunk := list(islice(it, batch_max)):
+                        # The batch path: a chunk of plain coin files, the common case, in maps.
+                        names = plain_names(chunk)
+                        if names is not None:
                             if cancel_is_set():
                                 raise JobCancelled()
-                            report(
-                                done=done,
-                                bytes_done=bytes_done,
-                                message=f"Archiving {dir_arc} ({done:,} of {total:,} files)",
-                            )
-                        is_bin = name.endswith(".bin") or name[-4:].lower() == ".bin"
-                        # No link followed (O_NOFOLLOW), no FIFO waited on (O_NONBLOCK).
-                        try:
-                            fd = open_(name, open_flags, dir_fd=dir_fd)
-                        except OSError as exc:
-                            skip(arc, f"cannot be opened: {exc.strerror}")
-                            continue
-                        data: bytes | None
-                        try:
-                            st = fstat(fd)
-                            if not is_reg(st.st_mode):
-                                skip(arc, "not a regular file")
-                                continue
-                            size = st.st_size
-                            # One read of one byte more than the size: a short answer proves the end.
-                            if size <= (whole_bin_limit if is_bin else whole_limit):
-                                data = read(fd, size + 1)
-                                if len(data) > size:  # it grew since the fstat: stream it instead
-                                    data = None
-                            else:
-                                data = None
-                        except OSError as exc:
-                            skip(arc, f"cannot be read: {exc.strerror}")
-                            continue
-                        finally:
-                            close(fd)
-
-                        if data is None:
-                            if b_names:
-                                send_batch()
-                            hexdigest, size = self._add_big_file(writer, arc, f"{dir_path}/{name}", is_bin)
-                            if hexdigest is None:
-                                continue
-                            if is_bin:
-                                n_coin_files += 1
-                                stats.unreadable += 1  # too big to be a coin file
+                            got = read_files(dir_fd, names, whole_bin_limit)
+                            units = plain_singles_units(got[0]) if got is not None else None
+                            if got is not None and units is not None:
+                                datas, mtimes = got
+                                n = len(names)
+                                done += n
+                                n_coin_files += n
+                                n_coins += n
+                                n_units += units
                                 if coin_folder:
-                                    added += 1
-                                    plaintext += 1
-                        else:
-                            if is_bin:
-                                n_coin_files += 1
-                                units = units_of(data)
-                                if units is not None:  # a plaintext single coin: the common case
-                                    n_coins += 1
-                                    n_units += units
-                                    if coin_folder:
-                                        added += 1
-                                        if encrypt is not None:
-                                            data = encrypt(data)
-                                            reencrypted += 1
-                                            n_encrypted += 1
-                                        else:
-                                            plaintext += 1
-                                else:
-                                    data, outcome, warn = admit_other_coin_file(
-                                        arc, data, stats, coin_folder=coin_folder, encryptor=encryptor, job_id=job_id
-                                    )
-                                    multi_warned += warn
-                                    if coin_folder:
-                                        added += 1
-                                        if outcome == PLAINTEXT:
-                                            plaintext += 1
-                                        elif outcome == REENCRYPTED:
-                                            reencrypted += 1
-                                size = len(data)
-                                hexdigest = sha256(data).hexdigest()
-                                b_names.append(arc)
-                                b_datas.append(data)
-                                b_mtimes.append(st.st_mtime)
-                                b_lines.append(
-                                    f',\n{{"path":{json_str(arc)},"type":"file","size":{size},"sha256":"{hexdigest}"}}'
-                                )
-                                if len(b_names) >= batch_max:
+                                    added += n
+                                    if encrypt_batch is not None:
+                                        datas = encrypt_batch(datas)
+                                        reencrypted += n
+                                        n_encrypted += n
+                                    else:
+                                        plaintext += n
+                                if b_names:
                                     send_batch()
-                                n_files += 1
+                                arcs = list(map(dir_arc.__add__, names))
+                                add_batch(arcs, datas, mtimes)
+                                mwrite(manifest_lines(arcs, datas))
+                                size = sum(map(len, datas))
+                                n_files += n
                                 n_bytes += size
                                 bytes_done += size
+                                report(
+                                    done=done,
+                                    bytes_done=bytes_done,
+                                    message=f"Archiving {dir_arc} ({done:,} of {total:,} files)",
+                                )
                                 continue
-                            if b_names:
-                                send_batch()
-                            hexdigest = sha256(data).hexdigest()
-                            add_file(arc, data, compress=True, mtime=st.st_mtime)
-                            size = len(data)
-                        n_files += 1
-                        n_bytes += size
-                        bytes_done += size
-                        mwrite(
-                            f',\n{{"path":{json_str(arc)},"type":"file","size":{size},"sha256":"{hexdigest}"}}'.encode()
-                        )
+                        for entry in chunk:
+                            name = entry.name
+                            try:
+                                regular = entry.is_file(follow_symlinks=False)
+                                folder = not regular and entry.is_dir(follow_symlinks=False)
+                            except OSError:
+                                regular = folder = False
+                            arc = dir_arc + name
+                            if "\\" in name or (not name.isascii() and _bad_name(name)):
+                                if not folder:
+                                    done += 1
+                                skip(arc, "its name cannot be stored in a ZIP archive")
+                                continue
+                            if folder:
+                                sub_arc = arc + "/"
+                                try:
+                                    mtime = entry.stat(follow_symlinks=False).st_mtime
+                                except OSError:
+                                    mtime = root_mtime
+                                if b_names:
+                                    send_batch()
+                                add_dir(sub_arc, mtime=mtime)
+                                mwrite(f',\n{{"path":{json_str(sub_arc)},"type":"dir"}}'.encode())
+                                dirs += 1
+                                stack.append((f"{dir_path}/{name}", sub_arc, name if top == "." else top))
+                                continue
+                            done += 1
+                            if not regular:
+                                skip(arc, "symbolic link" if entry.is_symlink() else "not a regular file")
+                                continue
+                            if not done % report_every:
+                                if cancel_is_set():
+                                    raise JobCancelled()
+                                report(
+                                    done=done,
+                                    bytes_done=bytes_done,
+                                    message=f"Archiving {dir_arc} ({done:,} of {total:,} files)",
+                                )
+                            is_bin = name.endswith(".bin") or name[-4:].lower() == ".bin"
+                            # No link followed (O_NOFOLLOW), no FIFO waited on (O_NONBLOCK).
+                            try:
+                                fd = open_(name, open_flags, dir_fd=dir_fd)
+                            except OSError as exc:
+                                skip(arc, f"cannot be opened: {exc.strerror}")
+                                continue
+                            data: bytes | None
+                            try:
+                                st = fstat(fd)
+                                if not is_reg(st.st_mode):
+                                    skip(arc, "not a regular file")
+                                    continue
+                                size = st.st_size
+                                # One read of one byte more than the size: a short answer proves the end.
+                                if size <= (whole_bin_limit if is_bin else whole_limit):
+                                    data = read(fd, size + 1)
+                                    if len(data) > size:  # it grew since the fstat: stream it instead
+                                        data = None
+                                else:
+                                    data = None
+                            except OSError as exc:
+                                skip(arc, f"cannot be read: {exc.strerror}")
+                                continue
+                            finally:
+                                close(fd)
+
+                            if data is None:
+                                if b_names:
+                                    send_batch()
+                                hexdigest, size = self._add_big_file(writer, arc, f"{dir_path}/{name}", is_bin)
+                                if hexdigest is None:
+                                    continue
+                                if is_bin:
+                                    n_coin_files += 1
+                                    stats.unreadable += 1  # too big to be a coin file
+                                    if coin_folder:
+                                        added += 1
+                                        plaintext += 1
+                            else:
+                                if is_bin:
+                                    n_coin_files += 1
+                                    units = units_of(data)
+                                    if units is not None:  # a plaintext single coin: the common case
+                                        n_coins += 1
+                                        n_units += units
+                                        if coin_folder:
+                                            added += 1
+                                            if encrypt is not None:
+                                                data = encrypt(data)
+                                                reencrypted += 1
+                                                n_encrypted += 1
+                                            else:
+                                                plaintext += 1
+                                    else:
+                                        data, outcome, warn = admit_other_coin_file(
+                                            arc,
+                                            data,
+                                            stats,
+                                            coin_folder=coin_folder,
+                                            encryptor=encryptor,
+                                            job_id=job_id,
+                                        )
+                                        multi_warned += warn
+                                        if coin_folder:
+                                            added += 1
+                                            if outcome == PLAINTEXT:
+                                                plaintext += 1
+                                            elif outcome == REENCRYPTED:
+                                                reencrypted += 1
+                                    size = len(data)
+                                    hexdigest = sha256(data).hexdigest()
+                                    b_names.append(arc)
+                                    b_datas.append(data)
+                                    b_mtimes.append(st.st_mtime)
+                                    b_lines.append(
+                                        f',\n{{"path":{json_str(arc)},"type":"file","size":{size},"sha256":"{hexdigest}"}}'
+                                    )
+                                    if len(b_names) >= batch_max:
+                                        send_batch()
+                                    n_files += 1
+                                    n_bytes += size
+                                    bytes_done += size
+                                    continue
+                                if b_names:
+                                    send_batch()
+                                hexdigest = sha256(data).hexdigest()
+                                add_file(arc, data, compress=True, mtime=st.st_mtime)
+                                size = len(data)
+                            n_files += 1
+                            n_bytes += size
+                            bytes_done += size
+                            mwrite(
+                                f',\n{{"path":{json_str(arc)},"type":"file","size":{size},"sha256":"{hexdigest}"}}'.encode()
+                            )
             finally:
                 close(dir_fd)
                 stats.files += n_files

@@ -9,10 +9,10 @@ The run is blocking work on the app's thread pool (`write_backup`):
 2. a cheap `scandir` pass counts the files (d_type only, no stat: progress needs a total, and a
    stat per coin would cost a fifth of the whole backup; so `bytes_total` is known only at the end);
 3. the wallet is walked into ``.cloudcoin-backup-<job id>.tmp`` in the destination, the manifest
-   last (jobs/backup/archive.py, jobs/backup/manifest.py), while `HashingFile` hashes the archive
-   on its way to the disk (jobs/backup/output.py);
-4. the archive, closed with a comment naming wallet and date, is fsynced and read back with
-   `verify_zip` (every CRC);
+   last (jobs/backup/archive.py, jobs/backup/manifest.py);
+4. the archive, closed with a comment naming wallet and date, is read back with `verify_zip`
+   (every CRC) while `SyncAndHash` fsyncs it and computes its SHA-256 in a thread of its own
+   (jobs/backup/output.py); both must end well before the next step;
 5. the final name ``CloudCoin-Wallet-Backup_<wallet>_<YYYY-MM-DD>[_N].zip`` is claimed with
    `os.link`, which fails rather than overwrite, so two backups on one day never race; the
    temporary name is removed and the directory fsynced.
@@ -51,7 +51,7 @@ from jobs.backup.checks import (
     temp_name,
     wallet_not_found,
 )
-from jobs.backup.output import HashingFile
+from jobs.backup.output import ArchiveFile, SyncAndHash
 from jobs.context import JobContext, JobView
 from jobs.models import Job, JobCancelled, JobFailed
 from jobs.services import Services
@@ -240,20 +240,23 @@ def _archive_into(
     final: Path | None = None
     try:
         os.fchmod(fd, 0o600)
-        out = HashingFile(fd)
+        out = ArchiveFile(fd)
         archiver = Archiver(
             wallet=wallet, job_id=plan.job_id, date=plan.date, key=plan.key, spool_dir=destination,
             out=out, cancel=cancel, report=report, total=total, plan_id=plan.plan_id,
         )  # fmt: skip
         archiver.archive()
-        os.fsync(fd)
-        zip_size = os.fstat(fd).st_size
-        report(phase="verifying", span=(85, 100), done=0, total=archiver.entries,
-               message=f"Verifying (0 of {archiver.entries:,} entries)")  # fmt: skip
-        _verify(tmp, archiver.entries, job_id=plan.job_id, cancel=cancel, report=report)
+        finisher = SyncAndHash(fd)  # fsync and SHA-256 on the second core while the entries are read back
+        try:
+            zip_size = os.fstat(fd).st_size
+            report(phase="verifying", span=(85, 100), done=0, total=archiver.entries,
+                   message=f"Verifying (0 of {archiver.entries:,} entries)")  # fmt: skip
+            _verify(tmp, archiver.entries, job_id=plan.job_id, cancel=cancel, report=report)
+        finally:
+            finisher.join()  # before `fd` is closed, whatever happened
+        zip_sha256 = finisher.hexdigest()  # raises the fsync's error
         report(done=archiver.entries, bytes_done=zip_size, bytes_total=zip_size,
                message=f"Verified ({archiver.entries:,} of {archiver.entries:,} entries)")  # fmt: skip
-        zip_sha256 = out.hexdigest()
         if cancel.is_set():
             raise JobCancelled()
         final = claim_final_name(tmp, destination, wallet.name, plan.date)

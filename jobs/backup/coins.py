@@ -9,6 +9,7 @@ alone; every other `.bin` goes through `admit_other_coin_file`, which reads its 
 from __future__ import annotations
 
 import logging
+from operator import itemgetter
 
 from app.wallet import coins
 from app.wallet.crypto import CoinEncryptor
@@ -45,6 +46,29 @@ def plain_single_units(data: bytes) -> int | None:
     ):
         return _UNITS_BY_BYTE.get(data[34])
     return None
+
+
+# Fields of a batch's coins taken with C-level getters (`plain_singles_units`).
+_MAGIC_OF = itemgetter(slice(0, 4))
+_KIND_OF = itemgetter(slice(5, 8))
+_ZEROS_OF = itemgetter(15, 32, 33)
+_DENOMINATION_OF = itemgetter(34)
+
+
+def plain_singles_units(datas: list[bytes]) -> int | None:
+    """`plain_single_units` of a whole batch: the units of all when every file is a plaintext single
+    coin without PANs, else None. No Python step per file (a `map` per field), for the walk's batches."""
+    if (
+        set(map(len, datas)) != {coins.PLAIN_SINGLE_SIZE}
+        or set(map(_MAGIC_OF, datas)) != {_MAGIC}
+        or set(map(_KIND_OF, datas)) != {_PLAIN_ONE}
+        or set(map(_ZEROS_OF, datas)) != {(0, 0, 0)}
+    ):
+        return None
+    denominations = list(map(_DENOMINATION_OF, datas))
+    if not _UNITS_BY_BYTE.keys() >= set(denominations):
+        return None
+    return sum(map(_UNITS_BY_BYTE.__getitem__, denominations))
 
 
 def admit_other_coin_file(

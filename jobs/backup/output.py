@@ -1,42 +1,41 @@
-"""The archive's output file: unbuffered writes that keep a running SHA-256 of what reached the disk."""
+"""The archive's output file, and what happens to it once written: fsync and SHA-256, in the background.
+
+`ArchiveFile` is what the ZipWriter writes to. `SyncAndHash`, started when the archive is complete,
+fsyncs it and computes its SHA-256 (the answer's `zip_sha256`) by reading it once, in a thread of
+its own, while the backup reads the archive back entry by entry: the fsync waits on the disk and
+the hash runs in OpenSSL, both with the GIL released, so they take the second core instead of the
+backup's time (≈ 0.15 s of a 100,000-coin backup, 6 %).
+"""
 
 from __future__ import annotations
 
 import hashlib
 import os
-from typing import Any
+import threading
+
+_HASH_CHUNK = 1 << 20
 
 
-class HashingFile:
-    """The archive's output: unbuffered writes to `fd` (opened for reading too), SHA-256 as they go out.
+class ArchiveFile:
+    """Unbuffered writes to `fd` (short writes retried), with the position kept here.
 
     The ZipWriter writes front to back, except that it seeks back to patch the header of an entry
-    it streamed (the manifest, files over 1 MiB) and cuts off an entry whose source failed. Such a
-    write makes the running hash stale from that offset on; `hexdigest()` then resumes from the
-    last saved hash state before it (one is saved every 4 MiB, a copy of ~200 bytes) and reads only
-    the rest of the file back. A wallet's archive is hashed almost entirely while it is written.
+    it streamed (the manifest, files over 1 MiB) and cuts off an entry whose source failed.
     """
 
-    __slots__ = ("_fd", "_pos", "_hashed", "_digest", "_saved", "_stale_from", "write_error")
-
-    _SAVE_EVERY = 4 << 20
+    __slots__ = ("_fd", "_pos", "write_error")
 
     def __init__(self, fd: int) -> None:
         self._fd = fd
-        self._pos = 0
-        self._hashed = 0
-        self._digest: Any = hashlib.sha256()
-        self._saved: list[tuple[int, Any]] = [(0, self._digest.copy())]
-        self._stale_from: int | None = None
+        self._pos = os.lseek(fd, 0, os.SEEK_CUR)
         #: the first write that failed (disk full, I/O error): the archive is lost, not one file
         self.write_error: OSError | None = None
 
     def __repr__(self) -> str:
-        return f"<HashingFile pos={self._pos} hashed={self._hashed} stale_from={self._stale_from}>"
+        return f"<ArchiveFile fd={self._fd} pos={self._pos}>"
 
     def write(self, data: bytes | bytearray | memoryview) -> int:
         """Write all of `data` (short writes are retried here) and return its length."""
-        pos = self._pos
         size = len(data)
         try:
             n = os.write(self._fd, data)
@@ -46,23 +45,10 @@ class HashingFile:
                         n += os.write(self._fd, view[n:])
         except OSError as exc:
             self.write_error = exc
-            # What did reach the file is unknown: rehash it all from the last saved state.
-            self._stale(pos)
-            self._pos = os.lseek(self._fd, 0, os.SEEK_CUR)
+            self._pos = os.lseek(self._fd, 0, os.SEEK_CUR)  # what did reach the file is unknown
             raise
-        if pos == self._hashed:
-            if pos - self._saved[-1][0] >= self._SAVE_EVERY:
-                self._saved.append((pos, self._digest.copy()))
-            self._digest.update(data)
-            self._hashed = pos + n
-        else:
-            self._stale(pos)
-        self._pos = pos + n
+        self._pos += n
         return n
-
-    def _stale(self, offset: int) -> None:
-        if self._stale_from is None or offset < self._stale_from:
-            self._stale_from = offset
 
     def tell(self) -> int:
         return self._pos
@@ -74,22 +60,48 @@ class HashingFile:
     def truncate(self, size: int | None = None) -> int:
         size = self._pos if size is None else size
         os.ftruncate(self._fd, size)
-        if size < self._hashed:
-            self._stale(size)
         return size
 
     def flush(self) -> None:
         pass
 
+
+class SyncAndHash:
+    """`os.fsync(fd)`, then the SHA-256 of the whole file, in a thread of its own started now.
+
+    `join()` waits for it and never raises (call it before `fd` is closed, whatever happened
+    meanwhile); `hexdigest()` waits too, then gives the hash or raises the fsync's or a read's error.
+    """
+
+    __slots__ = ("_thread", "_error", "_hexdigest")
+
+    def __init__(self, fd: int) -> None:
+        self._error: OSError | None = None
+        self._hexdigest: str | None = None
+        self._thread = threading.Thread(target=self._run, args=(fd,), name="backup-sync-hash", daemon=True)
+        self._thread.start()
+
+    def __repr__(self) -> str:
+        return f"<SyncAndHash alive={self._thread.is_alive()} error={self._error!r}>"
+
+    def _run(self, fd: int) -> None:
+        try:
+            os.fsync(fd)
+            digest = hashlib.sha256()
+            offset = 0
+            while chunk := os.pread(fd, _HASH_CHUNK, offset):
+                digest.update(chunk)
+                offset += len(chunk)
+            self._hexdigest = digest.hexdigest()
+        except OSError as exc:
+            self._error = exc
+
+    def join(self) -> None:
+        self._thread.join()
+
     def hexdigest(self) -> str:
-        """The SHA-256 of the whole file as it is now."""
-        end = os.fstat(self._fd).st_size
-        if self._stale_from is None and self._hashed == end:
-            return self._digest.hexdigest()
-        stale_from = min(self._stale_from if self._stale_from is not None else end, self._hashed)
-        offset, saved = max((item for item in self._saved if item[0] <= stale_from), key=lambda item: item[0])
-        digest = saved.copy()
-        while offset < end and (chunk := os.pread(self._fd, min(1 << 20, end - offset), offset)):
-            digest.update(chunk)
-            offset += len(chunk)
-        return digest.hexdigest()
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        assert self._hexdigest is not None  # the thread ended without an error: it hashed
+        return self._hexdigest

@@ -20,8 +20,9 @@ import time
 import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from itertools import chain
-from typing import BinaryIO
+from itertools import accumulate, chain, repeat
+from operator import add, itemgetter
+from typing import BinaryIO, cast
 
 from jobs.zip.records import (
     _CENTRAL,
@@ -115,6 +116,13 @@ def _encode_name(arcname: str) -> bytes:
     if not 0 < len(name) <= 0xFFFF or arcname[0] == "/" or ".." in arcname or "\\" in arcname or "\x00" in arcname:
         _check_name(name, arcname)
     return name
+
+
+# The batch path's field getters, C-level callables for `map` (no Python frame per entry).
+_plus_30 = (30).__add__  # a stored entry's local header is 30 bytes before its name
+_first = itemgetter(0)
+_second = itemgetter(1)
+_first_20 = itemgetter(slice(0, 20))  # the packed fields a local header shares with its central record
 
 
 def _check_name(name: bytes, arcname: str) -> None:
@@ -252,10 +260,71 @@ class ZipWriter:
     def add_stored_batch(self, names: list[str], datas: list[bytes], mtimes: list[float]) -> None:
         """Many small stored entries at once (the i-th of each list is one entry): a backup's hot path.
 
-        The same records as `add_bytes(…, compress=False)` entry by entry, each name checked as
-        there; what it saves is a method call and its attribute loads per coin file (a third of
-        what the writer cost per coin). An entry too big for the batch path goes the general way.
+        The same records as `add_bytes(…, compress=False)` entry by entry. A batch of plain names
+        and small data (the common case) is written with no Python step per entry: every field is
+        one C-level `map` over the batch (encode, CRC-32, DOS time, offsets, pack) and the records
+        are two joins. Anything else (a name the checks must look at, a big entry, a time not yet
+        converted, the ZIP64 threshold near) takes `_add_stored_each`, which checks entry by entry.
         """
+        if not self._usable:
+            self._refuse()
+        if len(names) != len(datas) or len(names) != len(mtimes):
+            raise ValueError("names, datas and mtimes differ in length")
+        if not names:
+            return
+        joined = "\n".join(names)
+        if (
+            not all(names)
+            or "\\" in joined
+            or "\x00" in joined
+            or ".." in joined
+            or "\n/" in joined
+            or joined[0] == "/"
+        ):
+            self._add_stored_each(names, datas, mtimes)
+            return
+        try:
+            names_b = list(map(str.encode, names))
+        except UnicodeEncodeError:  # the entries before the bad name are written, as one by one
+            self._add_stored_each(names, datas, mtimes)
+            return
+        nlens = list(map(len, names_b))
+        usizes = list(map(len, datas))
+        off = self._offset
+        ends = list(accumulate(map(_plus_30, map(add, nlens, usizes)), initial=off))
+        times = list(map(self._dos_cache.get, map(int, mtimes)))
+        if max(nlens) > 0xFFFF or max(usizes) >= _FLUSH_AT or ends[-1] >= self._limit:
+            self._add_stored_each(names, datas, mtimes)
+            return
+        if None in times:  # seconds not converted yet: a wallet's files mostly differ in time
+            miss = self._dos_miss
+            times = [t or miss(m) for t, m in zip(times, mtimes)]
+        dos = cast("list[tuple[int, int]]", times)  # (date, time) of each entry
+        var = list(
+            map(
+                _pack_central_var,
+                map(_second, dos),
+                map(_first, dos),
+                map(zlib.crc32, datas),
+                usizes,
+                usizes,
+                nlens,
+                repeat(_FILE_ATTR),
+                ends,  # the first len(names) of them: each entry's own offset
+            )
+        )
+        self._buf += b"".join(chain.from_iterable(zip(repeat(_LOCAL_STORED), map(_first_20, var), names_b, datas)))
+        self._cd += b"".join(chain.from_iterable(zip(repeat(_CENTRAL_STORED), var, names_b)))
+        self._offset = ends[-1]
+        self._entries += len(names)
+        self._bytes_in += sum(usizes)
+        if len(self._buf) >= _FLUSH_AT:
+            self._flush_out()
+        if len(self._cd) >= _FLUSH_AT:
+            self._spill_central()
+
+    def _add_stored_each(self, names: list[str], datas: list[bytes], mtimes: list[float]) -> None:
+        """`add_stored_batch` entry by entry: each name checked, big entries and misses the general way."""
         if not self._usable:
             self._refuse()
         buf, cd = self._buf, self._cd
