@@ -38,16 +38,6 @@ from jobs.zip.records import (
 
 __all__ = ["ZipFormatError", "ZipProblem", "iter_zip_entries", "verify_zip"]
 
-#: `_plain_group`: records per group, the directory read for one, the most data it reads at once
-_GROUP = 256
-_GROUP_WINDOW = 1 << 16
-_GROUP_DATA = 8 << 20
-_CENTRAL_SIG = b"PK\x01\x02"
-#: a central record after its signature: flags method crc csize usize name-length extra-length
-#: comment-length offset (42 bytes). Its bytes 2-27 (version needed … extra-field length) are what
-#: a local header repeats at its bytes 4-29.
-_AFTER_SIG = struct.Struct("<4xHH4xIIIHHH8xI")
-
 
 def _find_end(fd: int, file_size: int) -> tuple[int, int, int, int]:
     """Locate the central directory: (entry count, its offset in the file, its size, shift).
@@ -186,8 +176,7 @@ def verify_zip(
     Returns (entries checked, problems). Memory stays flat: the central directory and the data are
     read in 1 MiB windows, big entries are streamed. `on_entry(n)` is called after the n-th entry
     when n is a multiple of `on_entry_every` (a call per entry costs a 100,000-entry check 2%).
-    `should_stop()` is asked before every entry, or before every group of up to 256 small stored
-    entries checked at once (`_plain_group`); a stop request ends the walk with a problem, so a
+    `should_stop()` is asked before every entry; a stop request ends the walk with a problem, so a
     stopped check never reads as a clean one. Only opening the file can raise (`OSError`).
     """
     if on_entry_every < 1:
@@ -205,185 +194,62 @@ def _verify_fd(
     every: int,
     should_stop: Callable[[], bool] | None,
 ) -> tuple[int, list[ZipProblem]]:
+    problems: list[ZipProblem] = []
+    checked = 0
     try:
         file_size = os.fstat(fd).st_size
         count, cd_offset, cd_size, shift = _find_end(fd, file_size)
     except (ValueError, OSError, struct.error) as exc:  # ZipFormatError is a ValueError
         return 0, [ZipProblem("", str(exc))]
 
-    walk = _Walk(fd, cd_offset, shift, on_entry, every, should_stop)
+    win = b""  # a window over the local headers and data, which come in the same order
+    win_start = 0
+    crc32 = zlib.crc32
+    odd_flags = _FLAG_DESCRIPTOR | _FLAG_ENCRYPTED
     try:
-        pos, end = cd_offset, cd_offset + cd_size
-        while pos < end and not walk.stopped:
-            group = _plain_group(fd, pos, end, cd_offset, shift)
-            if group is None:  # the records cannot be told apart at a glance: the rest one by one
-                walk.records(pos, end - pos)
-                break
-            size, entries, sound = group
-            if not sound:
-                walk.records(pos, size)
-            elif should_stop is not None and should_stop():
-                walk.stop("verification stopped before the end")
-            else:
-                walk.passed(entries)
-            pos += size
+        for name_b, flags, method, crc, csize, usize, off, cwin, crel in _walk_central(fd, cd_offset, cd_size):
+            if should_stop is not None and should_stop():
+                problems.append(ZipProblem("", "verification stopped before the end"))
+                return checked, problems
+            checked += 1
+            off += shift
+            rel = off - win_start
+            data_end = rel + 30 + len(name_b) + csize
+            # The fast path, taken by every stored entry whose records agree byte for byte and
+            # whose data is in the window: what `_check_entry` would pass, tested with no copies
+            # but the data's. Anything else, deflated entries included, goes the long way.
+            if not (
+                method == _STORED
+                and csize == usize
+                and not flags & odd_flags
+                and rel >= 0
+                and data_end <= len(win)
+                and off + data_end - rel <= cd_offset
+                and win.startswith(_LOCAL_SIG, rel)
+                and win.startswith(cwin[crel + 8 : crel + 30], rel + 6)  # flags … name length
+                and win.startswith(_NO_EXTRA, rel + 28)
+                and win.startswith(name_b, rel + 30)
+                and crc32(win[data_end - csize : data_end]) == crc
+            ):
+                problem, win, win_start = _check_entry(
+                    fd, win, win_start, cd_offset, name_b, flags, method, crc, csize, usize, off
+                )
+                if problem is not None:
+                    problems.append(ZipProblem(_decode_name(name_b, flags), problem))
+                    if len(problems) >= _MAX_PROBLEMS:
+                        problems.append(ZipProblem("", "too many problems; verification stopped"))
+                        return checked, problems
+            if on_entry is not None and not checked % every:
+                on_entry(checked)
     except ZipFormatError as exc:
-        walk.problems.append(ZipProblem("", str(exc)))
+        problems.append(ZipProblem("", str(exc)))
     except OSError as exc:
-        walk.problems.append(ZipProblem("", f"read error: {exc}"))
+        problems.append(ZipProblem("", f"read error: {exc}"))
     except (ValueError, ArithmeticError, struct.error) as exc:  # a defect is a problem, not a crash
-        walk.problems.append(ZipProblem("", f"archive unreadable: {exc}"))
-    checked, problems = walk.checked, walk.problems
-    if checked != count and not walk.stopped:  # a stopped check says so, and no more
+        problems.append(ZipProblem("", f"archive unreadable: {exc}"))
+    if checked != count:
         problems.append(ZipProblem("", f"central directory holds {checked} entries, its end record says {count}"))
     return checked, problems
-
-
-class _Walk:
-    """`verify_zip`'s record-by-record check and what the whole check has found so far."""
-
-    __slots__ = ("fd", "cd_offset", "shift", "on_entry", "every", "should_stop", "problems", "checked", "stopped",
-                 "win", "win_start")  # fmt: skip
-
-    def __init__(
-        self,
-        fd: int,
-        cd_offset: int,
-        shift: int,
-        on_entry: Callable[[int], None] | None,
-        every: int,
-        should_stop: Callable[[], bool] | None,
-    ) -> None:
-        self.fd, self.cd_offset, self.shift = fd, cd_offset, shift
-        self.on_entry, self.every, self.should_stop = on_entry, every, should_stop
-        self.problems: list[ZipProblem] = []
-        self.checked = 0
-        self.stopped = False
-        self.win = b""  # a window over the local headers and data, which come in the same order
-        self.win_start = 0
-
-    def __repr__(self) -> str:
-        return f"<_Walk checked={self.checked} problems={len(self.problems)}>"
-
-    def stop(self, why: str) -> None:
-        self.problems.append(ZipProblem("", why))
-        self.stopped = True
-
-    def passed(self, count: int) -> None:
-        """`count` more entries checked at once (`_plain_group`): `on_entry` at each multiple passed."""
-        before = self.checked
-        self.checked = before + count
-        if self.on_entry is not None:
-            every = self.every
-            for n in range(before - before % every + every, self.checked + 1, every):
-                self.on_entry(n)
-
-    def records(self, start: int, size: int) -> None:
-        """Check the directory's records in [start, start + size) one by one, each entry as it comes."""
-        fd, cd_offset, shift, on_entry, every, should_stop = (
-            self.fd, self.cd_offset, self.shift, self.on_entry, self.every, self.should_stop
-        )  # fmt: skip
-        problems = self.problems
-        win, win_start = self.win, self.win_start
-        crc32 = zlib.crc32
-        odd_flags = _FLAG_DESCRIPTOR | _FLAG_ENCRYPTED
-        checked = self.checked
-        try:
-            for name_b, flags, method, crc, csize, usize, off, cwin, crel in _walk_central(fd, start, size):
-                if should_stop is not None and should_stop():
-                    self.stop("verification stopped before the end")
-                    return
-                checked += 1
-                off += shift
-                rel = off - win_start
-                data_end = rel + 30 + len(name_b) + csize
-                # The fast path, taken by every stored entry whose records agree byte for byte and
-                # whose data is in the window: what `_check_entry` would pass, tested with no copies
-                # but the data's. Anything else, deflated entries included, goes the long way.
-                if not (
-                    method == _STORED
-                    and csize == usize
-                    and not flags & odd_flags
-                    and rel >= 0
-                    and data_end <= len(win)
-                    and off + data_end - rel <= cd_offset
-                    and win.startswith(_LOCAL_SIG, rel)
-                    and win.startswith(cwin[crel + 8 : crel + 30], rel + 6)  # flags … name length
-                    and win.startswith(_NO_EXTRA, rel + 28)
-                    and win.startswith(name_b, rel + 30)
-                    and crc32(win[data_end - csize : data_end]) == crc
-                ):
-                    problem, win, win_start = _check_entry(
-                        fd, win, win_start, cd_offset, name_b, flags, method, crc, csize, usize, off
-                    )
-                    if problem is not None:
-                        problems.append(ZipProblem(_decode_name(name_b, flags), problem))
-                        if len(problems) >= _MAX_PROBLEMS:
-                            self.stop("too many problems; verification stopped")
-                            return
-                if on_entry is not None and not checked % every:
-                    on_entry(checked)
-        finally:
-            self.checked, self.win, self.win_start = checked, win, win_start
-
-
-def _plain_group(fd: int, pos: int, end: int, cd_offset: int, shift: int) -> tuple[int, int, bool] | None:
-    """The next records of the directory at `pos` checked at once: (their bytes, their count, sound).
-
-    The common case, a writer's own small stored entries, in one tight loop over one read of the
-    directory and one of the data: the records told apart by splitting at their signature (the
-    split proved by each record's length), each local header equal to its directory record byte for
-    byte (no extra field), the same name, the entries in order inside the file before the
-    directory, and each CRC-32. Not sound (False): the caller checks these records one by one,
-    which says what is wrong. None: the records cannot be told apart this way (a signature inside a
-    name, a record longer than the window).
-    """
-    window = pread_exact(fd, min(_GROUP_WINDOW, end - pos), pos)
-    parts = window.split(_CENTRAL_SIG, _GROUP)
-    records = parts[1:]
-    if pos + len(window) < end or len(parts) > _GROUP:  # the last part may be cut or hold more
-        records.pop()
-    if parts[0] or not records:
-        return None
-    unpack = _AFTER_SIG.unpack_from
-    try:
-        first, last = unpack(records[0]), unpack(records[-1])
-    except struct.error:
-        return None
-    base = first[8]
-    span = last[8] + 30 + last[5] + last[3] - base  # from the first local header to the last data's end
-    sound = 0 < span <= _GROUP_DATA and 0 <= base + shift and base + shift + span <= cd_offset
-    data = pread_exact(fd, span, base + shift) if sound else b""
-    sound = sound and len(data) == span
-    crc32 = zlib.crc32
-    size = done = 0  # the group's bytes in the directory; where the entry before ended in `data`
-    for record in records:
-        try:
-            flags, method, crc, csize, usize, nlen, xlen, clen, off = unpack(record)
-        except struct.error:
-            return None
-        length = 42 + nlen + xlen + clen
-        if len(record) != length:
-            return None
-        size += 4 + length
-        if sound:
-            rel = off - base
-            start = rel + 30 + nlen
-            stop = start + csize
-            sound = (
-                method == _STORED
-                and (flags == _FLAG_UTF8 or flags == 0)
-                and xlen == 0
-                and csize == usize
-                and done <= rel
-                and stop <= span
-                and data.startswith(_LOCAL_SIG, rel)
-                and data.startswith(record[2:28], rel + 4)
-                and data.startswith(record[42 : 42 + nlen], rel + 30)
-                and crc32(data[start:stop]) == crc
-            )
-            done = stop
-    return size, len(records), sound
 
 
 def _check_entry(
