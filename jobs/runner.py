@@ -24,11 +24,16 @@ from .errors import JobNotCancellable, QueueFull, RunnerClosed
 from .history import JobHistory, request_fingerprint
 from .intake import Intake
 from .lanes import Lanes
+from .memory import release_memory
 from .models import Job, JobError, JobKind, JobStatus, utcnow
 from .progress import Progress
 from .services import Services
 from .store import JobStore
 from .watchers import Watchers
+
+#: a job that ran this long gives its freed memory back to the system afterwards (jobs/memory.py);
+#: the many short ones do not pay the call
+RELEASE_MEMORY_AFTER_S = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,9 +248,12 @@ class JobRunner:
             self._end_run(job, context)
             self._finish(job, *interrupted(), persist=False)
             raise
-        self._avg_run_s = 0.8 * self._avg_run_s + 0.2 * (loop.time() - began)
+        ran = loop.time() - began
+        self._avg_run_s = 0.8 * self._avg_run_s + 0.2 * ran
         self._end_run(job, context)
         self._finish(job, *ending)
+        if ran >= RELEASE_MEMORY_AFTER_S:  # a big job: its thread's freed heap goes back to the system
+            self._executor.submit(release_memory)
 
     def _end_run(self, job: Job, context: JobContext) -> None:
         self._running.pop(job.id, None)
