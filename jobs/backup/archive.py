@@ -160,7 +160,9 @@ class Archiver:
         a folder swapped for a link after it was opened cannot redirect the reads). Small stored
         files wait in a batch of at most `_BATCH` (a few hundred KiB) that goes to the writer, and
         their manifest lines to the spool, in one call each; anything else first sends the batch,
-        so the archive keeps the walk's order.
+        so the archive keeps the walk's order. A folder is listed 256 entries at a time: a chunk of
+        plain coin files takes the batch path (jobs/backup/batch.py), any other chunk the
+        file-by-file loop below.
         """
         wallet = self.wallet
         if _bad_name(wallet.name):

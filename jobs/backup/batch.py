@@ -1,11 +1,12 @@
 """The walk's batch path: a folder's plain files read, hashed and described with C-level maps.
 
 A wallet is mostly folders of small coin files, and per file the walk's Python steps cost more than
-the four system calls it needs (open, fstat, read, close). Here each step is one `map` over up to
-256 names: no Python frame, no bytecode per file, only the C functions themselves. Every function
-answers None (or raises nothing) for a batch that is not plainly regular, and the walk then takes
-its file-by-file path, which tells each file's case apart; so the batch path only has to be right
-for the common case and to recognise everything else.
+the four system calls it needs (open, fstat, read, close). Here each step is one `map` over the
+batch (up to 256 names; the files themselves are opened 8 at a time): no Python frame, no bytecode
+per file, only the C functions themselves. `plain_names` and `read_files` answer None for a batch
+that is not plainly regular, and the walk then takes its file-by-file path, which tells each file's
+case apart; so the batch path only has to be right for the common case and to recognise everything
+else.
 """
 
 from __future__ import annotations
