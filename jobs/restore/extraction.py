@@ -29,6 +29,7 @@ from jobs.backup.coins import COIN_FOLDERS, plain_single_units
 from jobs.models import JobCancelled, JobFailed
 from jobs.restore.archive_checks import REPORT_EVERY, Report
 from jobs.restore.checker import DAMAGED, DIGEST, MANIFEST, NAME, STRUCTURE, BackupCheck, Entry
+from jobs.restore.filebatch import FILE_FLAGS, FileBatch, FileError
 from jobs.restore.plan import MAX_REFUSAL_PROBLEMS, RestorePlan, refusal
 from jobs.restore.temp import removed_on_failure, sync_tree
 from jobs.zip.reader import ArchiveError, ZipReader
@@ -43,7 +44,6 @@ failure = JobFailed.plain
 _MAX_READ_BACK = 64 << 20
 #: DOS time stamps remembered with their conversion (a wallet's files share a handful)
 _MAX_TIMES = 4096
-_FILE_FLAGS = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
@@ -167,8 +167,10 @@ class _Writer:
         self._dos = -1
         self._mtime: float | None = None
         self._times: dict[int, float | None] = {}  # DOS stamp -> mtime, converted once each
+        self.batch = FileBatch()  # the small files not written yet, all in self.folder
 
     def close(self) -> None:
+        self.batch.close()
         if self.folder_fd != self.root_fd:
             os.close(self.folder_fd)
         os.close(self.root_fd)
@@ -177,8 +179,8 @@ class _Writer:
         counts = self.counts
         root_len = self.root_len
         # The loop below runs once per file: what it calls is held in locals, and the common coin
-        # file (bytes in hand, one write, the time of the file before) takes no method call.
-        open_, close, utime = os.open, os.close, os.utime
+        # file (bytes in hand, the time of the file before) takes one method call, into its batch.
+        add = self.batch.add
         plain_units = plain_single_units
         plain = int(coins.Encryption.NONE)
         files = size_sum = 0
@@ -196,45 +198,31 @@ class _Writer:
                 folder, _, base = rel.rpartition("/")
                 if folder != self.folder:
                     self._enter(folder)
-                try:
-                    fd = open_(base, _FILE_FLAGS, 0o600, dir_fd=self.folder_fd)
-                except (FileExistsError, NotADirectoryError, IsADirectoryError):
-                    raise failed(refusal([(name, "collides with another entry")])) from None
-                except OSError as exc:
-                    raise self._write_failed(rel, exc) from None
-                try:
-                    is_bin = base[-4:].lower() == ".bin"
-                    if type(data) is bytes:
-                        if self.coin_folder and is_bin and len(data) >= coins.HEADER_SIZE and data[5] != plain:
-                            data = self._maybe_decrypt(rel, data)
-                        self._write(fd, rel, data)
-                    else:
-                        for chunk in cast("Iterator[bytes]", data):
-                            if self.cancel.is_set():  # a big file stops between its chunks
-                                raise JobCancelled()
-                            self._write(fd, rel, chunk)
-                        data = None
+                is_bin = base[-4:].lower() == ".bin"
+                mtime = self._mtime if dos == self._dos else self._time(dos)
+                if type(data) is bytes:  # a small file: checked whole, written with its batch
+                    if self.coin_folder and is_bin and len(data) >= coins.HEADER_SIZE and data[5] != plain:
+                        data = self._maybe_decrypt(rel, data)
                     if self.value_folder and is_bin:
-                        units = plain_units(data) if data is not None else None  # the common case, no objects
+                        units = plain_units(data)  # the common case, no objects
                         if units is not None:
                             counts.units += units
                             counts.notes += 1
                         else:
-                            self._count_value(base, data, fd)
-                    mtime = self._mtime if dos == self._dos else self._time(dos)
-                    if mtime is not None:
-                        try:
-                            utime(fd, (mtime, mtime))
-                        except OSError:
-                            pass  # best effort: the file system may not keep times
-                finally:
-                    close(fd)
+                            self._count_value(base, data, -1)
+                    try:
+                        add(self.folder_fd, base, data, mtime, name)
+                    except FileError as exc:
+                        raise self._file_failed(exc) from None
+                else:
+                    self._write_big(base, name, cast("Iterator[bytes]", data), mtime, is_bin)
                 files += 1
                 size_sum += size
                 if not files % REPORT_EVERY:
                     counts.files, counts.bytes = files, size_sum
                     report(done=files, bytes_done=size_sum,
                            message=f"Restoring {self.wallet} ({files:,} of {total:,} files)")  # fmt: skip
+            self._flush()
         finally:
             counts.files, counts.bytes = files, size_sum
         report(done=counts.files, bytes_done=counts.bytes,
@@ -251,6 +239,7 @@ class _Writer:
 
     def _enter(self, folder: str) -> None:
         """Make `folder` (and its parents) if needed and hold its descriptor for the files that follow."""
+        self._flush()  # the batch's files are written before their folder's descriptor is closed
         if folder not in self.made:
             self._make(folder)
         if self.folder_fd != self.root_fd:
@@ -281,6 +270,39 @@ class _Writer:
                 raise self._write_failed(path, exc) from None
             self.made.add(path)
             self.counts.folders += 1
+
+    def _write_big(self, base: str, name: str, chunks: Iterator[bytes], mtime: float | None, is_bin: bool) -> None:
+        """A file bigger than the reader's window: written chunk by chunk as each is checked."""
+        rel = name[self.root_len :]
+        try:
+            fd = os.open(base, FILE_FLAGS, 0o600, dir_fd=self.folder_fd)
+        except OSError as exc:
+            raise self._file_failed(FileError(name, exc)) from None
+        try:
+            for chunk in chunks:
+                if self.cancel.is_set():  # a big file stops between its chunks
+                    raise JobCancelled()
+                self._write(fd, rel, chunk)
+            if self.value_folder and is_bin:
+                self._count_value(base, None, fd)
+            if mtime is not None:
+                try:
+                    os.utime(fd, (mtime, mtime))
+                except OSError:
+                    pass  # best effort: the file system may not keep times
+        finally:
+            os.close(fd)
+
+    def _flush(self) -> None:
+        try:
+            self.batch.flush()
+        except FileError as exc:
+            raise self._file_failed(exc) from None
+
+    def _file_failed(self, exc: FileError) -> JobFailed:
+        if isinstance(exc.error, (FileExistsError, NotADirectoryError, IsADirectoryError)):
+            return failed(refusal([(exc.name, "collides with another entry")]))
+        return self._write_failed(exc.name[self.root_len :], exc.error)
 
     def _count_value(self, name: str, data: bytes | None, fd: int) -> None:
         """Add a coin file to the balance from the bytes in hand (a big one is read back from disk)."""
