@@ -165,9 +165,24 @@ def extract(archive: Path, location: Path) -> Path:
     return temp
 
 
+def many_archive(tmp_path: Path, files: dict[str, bytes] | None = None) -> Path:
+    files = many_files() if files is None else files
+    return build_archive(tmp_path / "many.zip", files, dirs=("Bank/", "Fracked/", "Receipts/"))
+
+
+def failed_extraction(archive: Path, location: Path) -> JobFailed:
+    """The extraction's failure, once checked that it left nothing: no folder, no helper thread."""
+    location.mkdir()
+    with pytest.raises(JobFailed) as raised:
+        extract(archive, location)
+    assert os.listdir(location) == []
+    assert helper_threads() == []
+    return raised.value
+
+
 def test_an_extraction_of_many_files_restores_every_byte_mode_and_time(tmp_path: Path) -> None:
     files = many_files()
-    archive = build_archive(tmp_path / "many.zip", files, dirs=("Bank/", "Fracked/", "Receipts/"))
+    archive = many_archive(tmp_path, files)
     with zipfile.ZipFile(archive) as zf:
         times = {i.filename: time.mktime((*i.date_time, 0, 0, -1)) for i in zf.infolist()}
     location = tmp_path / "loc"
@@ -185,7 +200,7 @@ def test_an_extraction_of_many_files_restores_every_byte_mode_and_time(tmp_path:
 def test_a_write_failing_in_a_batch_is_the_original_500_and_leaves_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    archive = build_archive(tmp_path / "many.zip", many_files(), dirs=("Bank/", "Fracked/", "Receipts/"))
+    archive = many_archive(tmp_path)
     real_open, real_write = os.open, os.write
     doomed: set[int] = set()  # the descriptor of coin 200, in the second batch of Bank
 
@@ -203,20 +218,15 @@ def test_a_write_failing_in_a_batch_is_the_original_500_and_leaves_nothing(
 
     monkeypatch.setattr(filebatch.os, "open", open_)
     monkeypatch.setattr(filebatch.os, "write", write)
-    location = tmp_path / "loc"
-    location.mkdir()
-    with pytest.raises(JobFailed) as raised:
-        extract(archive, location)
-    assert raised.value.http_status == 500
-    assert raised.value.body["error"] == "Cannot write the restored wallet: No space left on device"
-    assert os.listdir(location) == []
-    assert helper_threads() == []
+    failure = failed_extraction(archive, tmp_path / "loc")
+    assert failure.http_status == 500
+    assert failure.body["error"] == "Cannot write the restored wallet: No space left on device"
 
 
 def test_a_name_taken_meanwhile_is_refused_as_a_collision_and_leaves_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    archive = build_archive(tmp_path / "many.zip", many_files(), dirs=("Bank/", "Fracked/", "Receipts/"))
+    archive = many_archive(tmp_path)
     real_open = os.open
 
     def open_(path: Any, flags: int, *args: Any, **kwargs: Any) -> int:
@@ -225,12 +235,8 @@ def test_a_name_taken_meanwhile_is_refused_as_a_collision_and_leaves_nothing(
         return real_open(path, flags, *args, **kwargs)
 
     monkeypatch.setattr(filebatch.os, "open", open_)
-    location = tmp_path / "loc"
-    location.mkdir()
-    with pytest.raises(JobFailed) as raised:
-        extract(archive, location)
-    assert raised.value.http_status == 400
-    assert "Hand/Bank/77 CloudCoin #77 'x'.bin" in str(raised.value.body)
-    assert "collides with another entry" in str(raised.value.body)
-    assert os.listdir(location) == []
+    failure = failed_extraction(archive, tmp_path / "loc")
+    assert failure.http_status == 400
+    assert "Hand/Bank/77 CloudCoin #77 'x'.bin" in str(failure.body)
+    assert "collides with another entry" in str(failure.body)
     assert extraction.FILE_FLAGS == filebatch.FILE_FLAGS  # the big files' path opens them the same way
