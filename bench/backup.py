@@ -3,7 +3,8 @@
     python bench/backup.py [--sizes 10000,100000,300000] [--runs 3] [--encrypt|--no-encrypt] [--out DIR]
 
 For each size it builds (or reuses) the reference wallet with bench/make_wallet.py under DIR/wallets,
-starts a fresh `python -m app` on a free port with a temporary data directory (fresh per size, so the
+waits (untimed) until the disk has been idle for 3 s (a big removal before, such as bench/restore.py's
+outputs, keeps the file system busy after it returns), starts a fresh `python -m app` on a free port with a temporary data directory (fresh per size, so the
 peak RSS belongs to that size), registers the wallet through POST /api/wallets/locations, reads every
 file once (untimed: the page cache is warm), and then, --runs times, alternately times each reference
 archiver that is installed (`bsdtar --format zip --options zip:compression=store`, `zip -r -q -0`,
@@ -55,6 +56,7 @@ from common import (  # noqa: E402
     latency_summary,
     register,
     rename_back,
+    settle_disk,
     verdict,
     wallet_name,
     warm_cache,
@@ -580,6 +582,7 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     for size in sizes:
         wallet = build_wallet(size, dest, announce=True)
+        print(f"  {size}: the disk settled in {settle_disk():.1f} s (untimed)", flush=True)
         results.append(bench_size(size, wallet, args.runs, args.encrypt, extras_size))
     table, goals = report(results, args.encrypt)
     load = os.getloadavg()

@@ -273,6 +273,37 @@ def build_wallet(coins: int, dest: Path, name: str | None = None, *, announce: b
     return wallet
 
 
+def settle_disk(quiet_for: float = 3.0, limit: float = 180.0) -> float:
+    """`sync`, then wait until no disk has written or discarded for `quiet_for` seconds (at most
+    `limit`); the seconds it took. Removing 100,000 files (the outputs of the size before) keeps the
+    file system busy with its journal and discards long after the removal returns, and that work
+    would land on the next timed runs."""
+    os.sync()
+    started = quiet_since = time.monotonic()
+    last = _disk_writes()
+    while time.monotonic() - started < limit:
+        time.sleep(0.5)
+        now = _disk_writes()
+        if now != last:
+            last, quiet_since = now, time.monotonic()
+        elif time.monotonic() - quiet_since >= quiet_for:
+            break
+    return time.monotonic() - started
+
+
+def _disk_writes() -> int:
+    """Sectors written and discarded so far on every disk (/proc/diskstats; 0 where there is none)."""
+    try:
+        lines = Path("/proc/diskstats").read_text().splitlines()
+    except OSError:
+        return 0
+    total = 0
+    for line in lines:
+        fields = line.split()
+        total += sum(int(fields[i]) for i in (9, 16) if i < len(fields))
+    return total
+
+
 def warm_cache(wallet: Path) -> tuple[int, float]:
     """Read every file once (untimed for the figures): the page cache is then warm."""
     started = time.perf_counter()

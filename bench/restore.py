@@ -13,8 +13,9 @@ backup of it through the API (untimed) and reads that archive once (the page cac
 
 Every output stays until the size is done (removing 100,000 files loads the file system for a
 while, which would land on the next timed run), and `sync` runs (untimed) before every timed step,
-so that neither side pays for the other's writeback. While each API call runs, a thread polls
-GET /api/health every 10 ms (P3). The server's peak RSS mark is reset before each API call
+so that neither side pays for the other's writeback. Before each size it waits (untimed) until the
+disk has been idle for 3 s, as the removal of the size before keeps the file system busy after it
+returns. While each API call runs, a thread polls GET /api/health every 10 ms (P3). The server's peak RSS mark is reset before each API call
 (/proc/<pid>/clear_refs) and its VmHWM read after it (P4: 300,000 against 10,000). It prints a table
 with PASS/FAIL per goal and writes the figures to DIR/restore-results.json. Not a test: the figures
 are reported, never asserted.
@@ -47,6 +48,7 @@ from common import (  # noqa: E402
     idle_health,
     latency_summary,
     register,
+    settle_disk,
     verdict,
     write_results,
 )
@@ -275,6 +277,7 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     for size in sizes:
         wallet = build_wallet(size, args.out / "wallets", announce=True)
+        print(f"  {size}: the disk settled in {settle_disk():.1f} s (untimed)", flush=True)
         results.append(bench_size(size, wallet, args.runs))
     table, goals = report(results)
     load = os.getloadavg()
