@@ -24,7 +24,6 @@ from jobs.backup import archive as backup_archive
 from jobs.backup import backup as backup_job
 from jobs.backup import output as backup_output
 from jobs.backup.checks import TEMP_PREFIX
-from jobs.zip.readback import ZipProblem
 from tests.conftest import coin_bytes, write_coins
 
 MISSING = {"status": "error", "error": "Missing required parameter: destination", "error_code": 1}
@@ -731,14 +730,89 @@ async def test_the_archive_is_fsynced_before_it_takes_its_name(client, tmp_path,
     assert events == ["fsync", "rename"]
 
 
-async def test_a_failed_verification_is_the_seeds_500(client, tmp_path, data_dir, monkeypatch):
+def damage_after_writing(monkeypatch: pytest.MonkeyPatch, damage: Any) -> list[Path]:
+    """Call `damage(path of the written archive)` once it is complete, before it is read back."""
+    real_archive = backup_archive.Archiver.archive
+    damaged: list[Path] = []
+
+    def archive_then_damage(self: Any) -> Any:
+        result = real_archive(self)
+        path = Path(f"/proc/self/fd/{self.out._fd}").resolve()
+        damage(path)
+        damaged.append(path)
+        return result
+
+    monkeypatch.setattr(backup_archive.Archiver, "archive", archive_then_damage)
+    return damaged
+
+
+def flip_a_byte_of(name: str) -> Any:
+    """Flip the first data byte of entry `name` in a written archive (its CRC-32 no longer matches)."""
+
+    def flip(path: Path) -> None:
+        with zipfile.ZipFile(path) as archive:
+            info = archive.getinfo(name)
+        with open(path, "r+b") as fh:
+            fh.seek(info.header_offset + 26)
+            name_len, extra_len = int.from_bytes(fh.read(2), "little"), int.from_bytes(fh.read(2), "little")
+            fh.seek(info.header_offset + 30 + name_len + extra_len)
+            byte = fh.read(1)
+            fh.seek(-1, os.SEEK_CUR)
+            fh.write(bytes([byte[0] ^ 0x01]))
+
+    return flip
+
+
+def cut_the_last_byte(path: Path) -> None:
+    os.truncate(path, path.stat().st_size - 1)
+
+
+@pytest.mark.parametrize(
+    ("damage", "logged"),
+    [
+        (flip_a_byte_of("Default/Bank/1 CloudCoin #3 'test'.bin"), "Default/Bank/1 CloudCoin #3 'test'.bin: CRC-32"),
+        (cut_the_last_byte, "end of central directory"),
+    ],
+    ids=["a flipped byte", "a cut end record"],
+)
+async def test_an_archive_damaged_before_its_read_back_is_the_seeds_500_and_leaves_nothing(
+    client, tmp_path, data_dir, monkeypatch, caplog, damage, logged
+):
     write_coins(default_wallet(data_dir) / "Bank", range(1, 5))
-    problem = ZipProblem("Default/Bank/x.bin", "CRC-32 mismatch")
-    monkeypatch.setattr(backup_job, "verify_zip", lambda path, **_: (1, [problem]))
+    damaged = damage_after_writing(monkeypatch, damage)
     destination = tmp_path / "b"
     status, body = await post_backup(client, destination=str(destination))
+    assert damaged  # the damage was done, and the read-back found it
     assert (status, body) == (500, ZIP_FAILED)
     assert not destination.exists()  # not even the folder the backup created
+    assert logged in caplog.text
+
+
+async def test_an_archive_read_back_whole_passes_with_a_big_entry_in_chunks(client, tmp_path, data_dir):
+    wallet = default_wallet(data_dir)
+    write_coins(wallet / "Bank", range(1, 5))
+    (wallet / "Receipts" / "big.txt").write_bytes(os.urandom(3 << 20))  # over the reader's 1 MiB window
+    status, body = await post_backup(client, destination=str(tmp_path / "b"))
+    assert status == 200, body
+    with zipfile.ZipFile(body["zip_path"]) as archive:
+        assert archive.read("Default/Receipts/big.txt") == (wallet / "Receipts" / "big.txt").read_bytes()
+
+
+def test_a_cancel_during_the_read_back_stops_it(tmp_path):
+    archive = tmp_path / "a.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for i in range(10_000):
+            zf.writestr(f"W/{i}.bin", b"x")
+    cancel = threading.Event()
+    seen: list[int] = []
+
+    def report(**fields: Any) -> None:
+        seen.append(fields["done"])
+        cancel.set()
+
+    with pytest.raises(backup_job.JobCancelled):
+        backup_job._verify(archive, 10_000, job_id="j", cancel=cancel, report=report)
+    assert seen == [4096]  # the first report; the cancel was seen before the next one
 
 
 def test_restart_cleanup_removes_the_jobs_temporary_file(tmp_path):

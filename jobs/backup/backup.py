@@ -10,9 +10,10 @@ The run is blocking work on the app's thread pool (`write_backup`):
    stat per coin would cost a fifth of the whole backup; so `bytes_total` is known only at the end);
 3. the wallet is walked into ``.cloudcoin-backup-<job id>.tmp`` in the destination, the manifest
    last (jobs/backup/archive.py, jobs/backup/manifest.py);
-4. the archive, closed with a comment naming wallet and date, is read back with `verify_zip`
-   (every CRC) while `SyncAndHash` fsyncs it and computes its SHA-256 in a thread of its own
-   (jobs/backup/output.py); both must end well before the next step;
+4. the archive, closed with a comment naming wallet and date, is read back with the reader restore
+   and verify use (`ZipReader`: structure, local headers, every CRC) while `SyncAndHash` fsyncs it
+   and computes its SHA-256 in a thread of its own (jobs/backup/output.py); both must end well
+   before the next step;
 5. the final name ``CloudCoin-Wallet-Backup_<wallet>_<YYYY-MM-DD>[_N].zip`` is claimed with
    `os.link`, which fails rather than overwrite, so two backups on one day never race; the
    temporary name is removed and the directory fsynced.
@@ -29,9 +30,11 @@ import logging
 import os
 import threading
 import time
+from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from app.wallet.coinfolders import is_wallet_folder
 from app.wallet.config import Config
@@ -56,12 +59,16 @@ from jobs.context import JobContext, JobView
 from jobs.models import Job, JobCancelled, JobFailed
 from jobs.services import Services
 from jobs.shape import Params
-from jobs.zip.readback import verify_zip
+from jobs.zip.reader import ArchiveError, EntryDamaged, ZipReader
 
 log = logging.getLogger(__name__)
 
 #: a write failed because the destination has no room: a full disk, a quota, a file-size limit
 DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+#: the read-back stops at this many damaged entries (one fails the backup; these are logged)
+_MAX_READ_BACK_PROBLEMS = 10
+#: the read-back looks at a cancel and reports progress once per this many entries (plus one)
+_READ_BACK_EVERY = 4095
 #: BackupPlaces.txt keeps this many destinations (storage.md)
 MAX_BACKUP_PLACES = 10
 
@@ -302,15 +309,34 @@ def _archive_into(
 
 
 def _verify(path: Path, entries: int, *, job_id: str, cancel: threading.Event, report: Report) -> None:
-    """Read every entry back (CRC-32 and sizes); any problem fails the backup."""
-
-    def on_entry(n: int) -> None:
-        report(done=n, message=f"Verifying ({n:,} of {entries:,} entries)")
-
-    checked, problems = verify_zip(path, on_entry=on_entry, on_entry_every=4096, should_stop=cancel.is_set)
+    """Read every entry back with the reader restore and verify use (jobs/zip/reader.py): the end
+    records, every directory record, local header, size and CRC-32; any problem fails the backup.
+    An archive this reader passes is one a restore can read."""
+    checked = 0
+    problems: list[tuple[str, str]] = []
+    try:
+        with ZipReader(path) as reader:
+            for row in reader.rows():
+                checked += 1
+                data, problem = row[9], row[10]
+                if problem is None and data is not None and type(data) is not bytes:
+                    try:  # a big entry comes in chunks, its CRC-32 checked after the last one
+                        deque(cast("Iterator[bytes]", data), maxlen=0)
+                    except EntryDamaged as exc:
+                        problem = str(exc)
+                if problem is not None:
+                    problems.append((row[0].decode("utf-8", "replace"), problem))
+                    if len(problems) >= _MAX_READ_BACK_PROBLEMS:
+                        break
+                if not checked & _READ_BACK_EVERY:  # every 4,096 entries: a cancel, the progress
+                    if cancel.is_set():
+                        raise JobCancelled()
+                    report(done=checked, message=f"Verifying ({checked:,} of {entries:,} entries)")
+    except ArchiveError as exc:
+        problems.append((exc.path, exc.problem))
     if cancel.is_set():
         raise JobCancelled()
     if problems or checked != entries:
-        for problem in problems[:10]:
-            log.error("backup job %s: verification: %s: %s", job_id, problem.path, problem.problem)
+        for name, problem in problems:
+            log.error("backup job %s: verification: %s: %s", job_id, name, problem)
         raise OSError(errno.EIO, f"archive failed verification ({len(problems)} problems, {checked} entries)")
