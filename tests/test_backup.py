@@ -798,6 +798,27 @@ async def test_an_archive_read_back_whole_passes_with_a_big_entry_in_chunks(clie
         assert archive.read("Default/Receipts/big.txt") == (wallet / "Receipts" / "big.txt").read_bytes()
 
 
+def test_a_cancel_stops_the_read_back_between_the_chunks_of_a_big_entry(tmp_path, monkeypatch):
+    archive = tmp_path / "a.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("W/big.bin", os.urandom(8 << 20))  # eight chunks of the reader's 1 MiB
+    cancel = threading.Event()
+    read: list[int] = []
+    real_pread = os.pread
+
+    def pread(fd: int, size: int, offset: int) -> bytes:
+        data = real_pread(fd, size, offset)
+        read.append(len(data))
+        if sum(read) >= 2 << 20:  # the cancel comes while the second chunk is read
+            cancel.set()
+        return data
+
+    monkeypatch.setattr(os, "pread", pread)
+    with pytest.raises(backup_job.JobCancelled):
+        backup_job._verify(archive, 1, job_id="j", cancel=cancel, report=lambda **_: None)
+    assert sum(read) < 4 << 20  # stopped at the next chunk, not at the end of the entry
+
+
 def test_a_cancel_during_the_read_back_stops_it(tmp_path):
     archive = tmp_path / "a.zip"
     with zipfile.ZipFile(archive, "w") as zf:

@@ -183,6 +183,31 @@ def test_zip64_by_size(tmp_path: Path) -> None:
     assert_same_as_zipfile(path)
 
 
+@pytest.mark.parametrize("compression", [zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED])
+def test_a_big_entry_is_never_read_whole(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, compression: int) -> None:
+    big = os.urandom(6 * CHUNK)
+    path = tmp_path / "big.zip"
+    with zipfile.ZipFile(path, "w", compression) as zf:
+        zf.writestr("big.bin", big)  # first: the window is refilled at its header
+        zf.writestr("small-after.txt", b"a" * 100)
+        zf.writestr("big-too.bin", big)
+    reads: list[int] = []
+    real_pread = os.pread
+
+    def pread(fd: int, size: int, offset: int) -> bytes:
+        reads.append(size)
+        return real_pread(fd, size, offset)
+
+    monkeypatch.setattr(os, "pread", pread)
+    got: dict[str, bytes] = {}
+    with ZipReader(path) as reader:
+        for record, data, problem in reader.entries():
+            assert problem is None
+            got[record.name.decode()] = data if isinstance(data, bytes) else b"".join(data)  # type: ignore[arg-type]
+    assert got == {"big.bin": big, "small-after.txt": b"a" * 100, "big-too.bin": big}
+    assert max(reads) <= CHUNK + 1024  # a window and a chunk, never the entry's 6 MiB at once
+
+
 def test_a_self_extractor_prefix_is_allowed(tmp_path: Path) -> None:
     path = tmp_path / "a.zip"
     with zipfile.ZipFile(path, "w") as archive:

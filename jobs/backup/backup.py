@@ -30,7 +30,6 @@ import logging
 import os
 import threading
 import time
-from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -321,7 +320,9 @@ def _verify(path: Path, entries: int, *, job_id: str, cancel: threading.Event, r
                 data, problem = row[9], row[10]
                 if problem is None and data is not None and type(data) is not bytes:
                     try:  # a big entry comes in chunks, its CRC-32 checked after the last one
-                        deque(cast("Iterator[bytes]", data), maxlen=0)
+                        for _ in cast("Iterator[bytes]", data):
+                            if cancel.is_set():  # a file of gigabytes must not hold a cancel
+                                raise JobCancelled()
                     except EntryDamaged as exc:
                         problem = str(exc)
                 if problem is not None:

@@ -355,8 +355,9 @@ class ZipReader:
             rel = off - win_start
             head_end = rel + 30 + nlen
             if rel < 0 or head_end + 64 > wlen:
-                # Refill with the window starting at this header, big enough for it and small data.
-                want = min(max(CHUNK, 30 + nlen + 64 + csize), cd_offset - off)
+                # Refill with the window starting at this header, big enough for it and small data
+                # (a big entry's data is read by `_chunks`, never whole: the window stays bounded).
+                want = min(max(CHUNK, 30 + nlen + 64 + min(csize, CHUNK)), cd_offset - off)
                 win, win_start, rel = pread_exact(fd, want, off), off, 0
                 wlen = len(win)
                 head_end = 30 + nlen
