@@ -44,6 +44,19 @@ def test_the_console_script_is_installed() -> None:
     assert SCRIPT.exists(), f"pip install -e . should have made {SCRIPT}"
 
 
+@pytest.fixture(scope="module", autouse=True)
+def ctrl_c_reaches_the_client() -> Iterator[None]:
+    """A test run started in the background by a script (`make test &`) ignores SIGINT, and the
+    clients it starts would inherit that and never see the Ctrl-C these tests send. Python's own
+    handler here makes them start with the default disposition, as from a person's shell."""
+    previous = signal.getsignal(signal.SIGINT)
+    if previous == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    if previous == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """One real server for the module; each test makes its own wallets and folders."""
