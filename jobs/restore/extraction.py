@@ -7,9 +7,9 @@ CRC-32) before a small file is written, and a big file's chunks are written as t
 verdict after the last one. Files are created relative to the descriptor of their folder (0600, times
 from the archive; folders 0700); with a login key, Bank and Fracked coin files under that key are
 decrypted on the way out. Small files go out in batches written by two threads
-(`jobs.restore.filebatch`), bigger ones by this thread alone. No file is fsynced by itself: the whole tree is made durable in one step
-(`jobs.restore.temp.sync_tree`) before the caller renames it into place. A refusal, failure or cancel
-removes the folder again.
+(`jobs.restore.filebatch`), bigger ones by this thread alone. No file is fsynced by itself: the
+whole tree is made durable in one step (`jobs.restore.temp.sync_tree`) before the caller renames it
+into place. A refusal, failure or cancel removes the folder again.
 """
 
 from __future__ import annotations
