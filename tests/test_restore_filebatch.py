@@ -240,3 +240,11 @@ def test_a_name_taken_meanwhile_is_refused_as_a_collision_and_leaves_nothing(
     assert "Hand/Bank/77 CloudCoin #77 'x'.bin" in str(failure.body)
     assert "collides with another entry" in str(failure.body)
     assert extraction.FILE_FLAGS == filebatch.FILE_FLAGS  # the big files' path opens them the same way
+
+
+def test_short_writes_are_retried_until_every_byte_is_written(folder: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    path, fd = folder
+    real_write = os.write
+    monkeypatch.setattr(filebatch.os, "write", lambda fd, data: real_write(fd, bytes(data[:3])))
+    assert write_files(fd, [("short.bin", b"0123456789", None, "W/short.bin")]) is None
+    assert (path / "short.bin").read_bytes() == b"0123456789"

@@ -30,7 +30,7 @@ from jobs.backup.coins import COIN_FOLDERS, plain_single_units
 from jobs.models import JobCancelled, JobFailed
 from jobs.restore.archive_checks import REPORT_EVERY, Report
 from jobs.restore.checker import DAMAGED, DIGEST, MANIFEST, NAME, STRUCTURE, BackupCheck, Entry
-from jobs.restore.filebatch import FILE_FLAGS, FileBatch, FileError
+from jobs.restore.filebatch import FILE_FLAGS, FileBatch, FileError, write_all
 from jobs.restore.plan import MAX_REFUSAL_PROBLEMS, RestorePlan, refusal
 from jobs.restore.temp import removed_on_failure, sync_tree
 from jobs.zip.reader import ArchiveError, ZipReader
@@ -357,11 +357,7 @@ class _Writer:
 
     def _write(self, fd: int, rel: str, data: bytes) -> None:
         try:
-            written = os.write(fd, data)
-            if written < len(data):
-                view = memoryview(data)[written:]
-                while view:
-                    view = view[os.write(fd, view) :]
+            write_all(fd, data)
         except OSError as exc:
             raise self._write_failed(rel, exc) from None
 

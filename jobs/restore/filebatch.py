@@ -39,18 +39,14 @@ class FileError(Exception):
 def write_files(dir_fd: int, items: list[Item]) -> FileError | None:
     """Create each file of `items` in the folder `dir_fd` (0600, new: an existing name fails) with
     its contents and times; the first failure is returned (the files before it stay), not raised."""
-    open_, write, utime, close = os.open, os.write, os.utime, os.close
+    open_, utime, close = os.open, os.utime, os.close
     for base, data, mtime, name in items:
         try:
             fd = open_(base, FILE_FLAGS, 0o600, dir_fd=dir_fd)
         except OSError as exc:
             return FileError(name, exc)
         try:
-            written = write(fd, data)
-            if written < len(data):
-                view = memoryview(data)[written:]
-                while view:
-                    view = view[write(fd, view) :]
+            write_all(fd, data)
             if mtime is not None:
                 try:
                     utime(fd, (mtime, mtime))
@@ -61,6 +57,15 @@ def write_files(dir_fd: int, items: list[Item]) -> FileError | None:
         finally:
             close(fd)
     return None
+
+
+def write_all(fd: int, data: bytes) -> None:
+    """Write all of `data` to `fd`, retrying short writes."""
+    written = os.write(fd, data)
+    if written < len(data):
+        view = memoryview(data)[written:]
+        while view:
+            view = view[os.write(fd, view) :]
 
 
 class FileBatch:
