@@ -149,6 +149,8 @@ class BackupCheck:
             self._finish_scan()
         except CheckStopped:
             return False
+        finally:
+            self._buckets = []
         return True
 
     def _note(self, name: str, flags: int, attr: int, usize: int, buckets: list[array[int]]) -> None:
@@ -181,7 +183,9 @@ class BackupCheck:
             folder = folder.rpartition("/")[0]
 
     def _finish_scan(self) -> None:
-        suspects = self._suspects(self._buckets)
+        buckets, self._buckets = self._buckets, []  # 8 bytes an entry: not kept past their use
+        suspects = self._suspects(buckets)
+        del buckets
         if suspects:
             self._name_clashes(suspects)
 
@@ -192,21 +196,27 @@ class BackupCheck:
         on (a big entry's chunks are read here, its checks come after the last one); `step()` is
         called every `_STEP_EVERY + 1` entries, `checked` and `position` brought up to date."""
         self._step = step
-        last = self.reader.last_record()
-        if last is None or _name(last) != MANIFEST_NAME:
-            if self.scan():
-                self.read_manifest()
-                self._drain_all()
-            return
-        self.manifest_record = last
-        self._buckets = [array("q") for _ in range(64)]
-        self._inline = True
-        self.read_manifest()
-        if self._drain_all():
-            try:
-                self._finish_scan()
-            except CheckStopped:
+        try:
+            last = self.reader.last_record()
+            if last is None or _name(last) != MANIFEST_NAME:
+                if self.scan():
+                    self.read_manifest()
+                    self._drain_all()
                 return
+            self.manifest_record = last
+            self._buckets = [array("q") for _ in range(64)]
+            self._inline = True
+            self.read_manifest()
+            if self._drain_all():
+                try:
+                    self._finish_scan()
+                except CheckStopped:
+                    return
+        finally:
+            # `step` most often refers to this check: a cycle that would keep the name hashes (8
+            # bytes an entry) alive until the garbage collector's next full pass.
+            self._step = None
+            self._buckets = []
 
     def _drain_all(self) -> bool:
         """Run the data pass for its checks alone; False when it stopped (too many problems)."""
