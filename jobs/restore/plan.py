@@ -28,7 +28,7 @@ from jobs.context import JobView
 from jobs.models import JobFailed
 from jobs.restore.archive_checks import entry_name_problem
 from jobs.shape import Params
-from jobs.zip.readback import ZipFormatError, iter_zip_entries
+from jobs.zip.reader import ArchiveError, ZipReader, decode_name
 
 #: problems listed in a restore refusal; the first ones say enough
 MAX_REFUSAL_PROBLEMS = 20
@@ -149,17 +149,19 @@ def archive_root_name(zip_path: Path) -> str:
     file is no ZIP or that entry could not be a wallet folder.
     """
     try:
-        for name, _, _ in iter_zip_entries(zip_path):
-            if name == MANIFEST_NAME:
-                continue
-            problem = entry_name_problem(name)
-            if problem:
-                raise refusal([(name, problem)])
-            if "/" not in name:
-                raise refusal([(name, "lies outside the wallet folder")])
-            return name.split("/", 1)[0]
-    except ZipFormatError as exc:
-        raise ApiError(400, f"Not a valid ZIP archive: {exc}") from None
+        with ZipReader(zip_path) as reader:
+            for record in reader.records():
+                name = decode_name(record)
+                if name == MANIFEST_NAME:
+                    continue
+                problem = entry_name_problem(name)
+                if problem:
+                    raise refusal([(name, problem)])
+                if "/" not in name:
+                    raise refusal([(name, "lies outside the wallet folder")])
+                return name.split("/", 1)[0]
+    except ArchiveError as exc:
+        raise ApiError(400, f"Not a valid ZIP archive: {exc.problem}") from None
     except OSError as exc:
         raise ApiError(400, f"The backup file cannot be read: {exc.strerror}") from None
     raise ApiError(400, "The archive holds no wallet folder")

@@ -1,4 +1,4 @@
-"""A lean streaming ZIP writer: no per-entry objects, central directory spooled to disk (reading back: readback).
+"""A lean streaming ZIP writer: no per-entry objects, central directory spooled to disk (reading back: reader).
 
 Why not `zipfile`: it keeps a `ZipInfo` per entry, and on a 100,000-coin wallet those objects cost
 about three times the run time and stall the event loop with garbage-collector passes (quality.md).
@@ -7,7 +7,7 @@ to a nameless temporary file, so memory stays flat whatever the entry count.
 
 Errors: `ZipWriter` raises `OSError` for I/O (opening, reading, writing) and `ValueError` for a name
 or size it cannot represent; a failed `add_file`/`add_stream` leaves the archive as it was before
-the call. Reading an archive back (`verify_zip`, `iter_zip_entries`) is `jobs.zip.readback`'s.
+the call. Reading an archive back is `jobs.zip.reader`'s (`ZipReader`).
 """
 
 from __future__ import annotations
