@@ -10,6 +10,7 @@ import random
 import shutil
 import struct
 import subprocess
+import threading
 import time
 import zipfile
 import zlib
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from jobs.zip.reader import ArchiveError, EntryDamaged, Record, ZipReader, decode_name
+from jobs.backup.backup import read_back as backup_read_back
 from jobs.zip.writer import EntryResult, ZipWriter
 
 COMMENT = b"CloudCoin wallet backup: Wallet, 2025-03-14"
@@ -486,26 +487,9 @@ def test_stream_that_outgrows_a_header_without_zip64_room_is_refused(tmp_path: P
 
 
 def read_back(path: Path) -> tuple[int, list[tuple[str, str]]]:
-    """Every entry through the server's reader (jobs/zip/reader.py), as a backup's read-back reads
-    it: (entries read, [(entry, problem)]); a broken structure is the last problem."""
-    checked = 0
-    problems: list[tuple[str, str]] = []
-    try:
-        with ZipReader(path) as reader:
-            for row in reader.rows():
-                checked += 1
-                data, problem = row[9], row[10]
-                if problem is None and data is not None and not isinstance(data, bytes):
-                    try:
-                        for _ in data:
-                            pass
-                    except EntryDamaged as exc:
-                        problem = str(exc)
-                if problem is not None:
-                    problems.append((decode_name(Record(*row[:9])), problem))
-    except ArchiveError as exc:
-        problems.append((exc.path, exc.problem))
-    return checked, problems
+    """The backup's read-back (jobs/backup/backup.py, on the server's reader): (entries read,
+    [(entry, problem)]); a broken structure is the last problem."""
+    return backup_read_back(path, threading.Event())
 
 
 def test_read_back_of_a_clean_archive_counts_every_entry(sample: tuple[Path, dict[str, bytes]]) -> None:

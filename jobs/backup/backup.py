@@ -30,7 +30,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -308,9 +308,27 @@ def _archive_into(
 
 
 def _verify(path: Path, entries: int, *, job_id: str, cancel: threading.Event, report: Report) -> None:
+    """The backup's read-back (`read_back`): any problem, or an entry count that is not the one
+    written, fails the backup."""
+
+    def progress(checked: int) -> None:
+        report(done=checked, message=f"Verifying ({checked:,} of {entries:,} entries)")
+
+    checked, problems = read_back(path, cancel, progress)
+    if problems or checked != entries:
+        for name, problem in problems:
+            log.error("backup job %s: verification: %s: %s", job_id, name, problem)
+        raise OSError(errno.EIO, f"archive failed verification ({len(problems)} problems, {checked} entries)")
+
+
+def read_back(
+    path: Path, cancel: threading.Event, progress: Callable[[int], None] | None = None
+) -> tuple[int, list[tuple[str, str]]]:
     """Read every entry back with the reader restore and verify use (jobs/zip/reader.py): the end
-    records, every directory record, local header, size and CRC-32; any problem fails the backup.
-    An archive this reader passes is one a restore can read."""
+    records, every directory record, local header, size and CRC-32. (entries read, [(entry,
+    problem)]), at most `_MAX_READ_BACK_PROBLEMS`; a broken structure is the last problem. An
+    archive this reader passes is one a restore can read. JobCancelled on a cancel, looked for
+    every 4,096 entries (when `progress` is told too) and every 1 MiB of a big entry."""
     checked = 0
     problems: list[tuple[str, str]] = []
     try:
@@ -329,15 +347,13 @@ def _verify(path: Path, entries: int, *, job_id: str, cancel: threading.Event, r
                     problems.append((row[0].decode("utf-8", "replace"), problem))
                     if len(problems) >= _MAX_READ_BACK_PROBLEMS:
                         break
-                if not checked & _READ_BACK_EVERY:  # every 4,096 entries: a cancel, the progress
+                if not checked & _READ_BACK_EVERY:
                     if cancel.is_set():
                         raise JobCancelled()
-                    report(done=checked, message=f"Verifying ({checked:,} of {entries:,} entries)")
+                    if progress is not None:
+                        progress(checked)
     except ArchiveError as exc:
         problems.append((exc.path, exc.problem))
     if cancel.is_set():
         raise JobCancelled()
-    if problems or checked != entries:
-        for name, problem in problems:
-            log.error("backup job %s: verification: %s: %s", job_id, name, problem)
-        raise OSError(errno.EIO, f"archive failed verification ({len(problems)} problems, {checked} entries)")
+    return checked, problems
