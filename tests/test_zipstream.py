@@ -472,6 +472,33 @@ def test_zip64_by_size_and_offset_with_a_lowered_limit(tmp_path: Path) -> None:
     unzip_test(path)
 
 
+def raw_data(path: Path, name: str) -> bytes:
+    """The entry's data as stored in the archive (deflated or not)."""
+    with zipfile.ZipFile(path) as zf:
+        size = zf.getinfo(name).compress_size
+    with open(path, "rb") as f:
+        f.seek(data_offset(path, name))
+        return f.read(size)
+
+
+@pytest.mark.parametrize("size", [200_000, 3 << 20], ids=["gathered", "streamed"])
+def test_add_stream_deflates_at_the_level_asked(tmp_path: Path, size: int) -> None:
+    content = b"".join(b'{"path":"W/Bank/%d.bin","size":407}\n' % i for i in range(size // 30))[:size]
+    path = tmp_path / "levels.zip"
+    with open(path, "wb") as out, ZipWriter(out, spool_dir=tmp_path) as writer:
+        for level in (1, 9):
+            writer.add_stream(f"l{level}", [content[i : i + 65536] for i in range(0, size, 65536)],
+                              compress=True, mtime=MTIME, level=level)  # fmt: skip
+        writer.add_stream("default", [content], compress=True, mtime=MTIME)
+        writer.close()
+    for name, level in (("l1", 1), ("l9", 9), ("default", 6)):
+        co = zlib.compressobj(level, zlib.DEFLATED, -15)
+        assert raw_data(path, name) == co.compress(content) + co.flush(), name
+    assert len(raw_data(path, "l1")) > len(raw_data(path, "l9"))
+    with zipfile.ZipFile(path) as zf:
+        assert all(zf.read(name) == content for name in ("l1", "l9", "default"))
+
+
 def test_stream_that_outgrows_a_header_without_zip64_room_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "t.zip"
     with open(path, "wb") as out, TinyZip64Writer(out, spool_dir=tmp_path) as writer:

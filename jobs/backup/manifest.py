@@ -49,6 +49,9 @@ SUMMARY_KEY = "cloudcoin_backup_summary"
 #: manifests bigger than this are stored, not deflated: deflating the 14 MB manifest of a
 #: 100,000-coin wallet takes ~0.25 s, a sixth of the whole backup, to save ~9 MB
 _DEFLATE_MANIFEST_UP_TO = 4 << 20
+#: and those up to it at zlib's fastest level: the 1.7 MB manifest of a 10,000-coin wallet takes
+#: 15 ms instead of level 6's 33 ms (a tenth of that backup) and is 497 KB instead of 454 KB
+MANIFEST_LEVEL = 1
 
 
 class FolderStats:
@@ -169,7 +172,9 @@ def add_manifest(writer: ZipWriter, entries: IO[bytes], *, head: dict[str, Any],
             yield chunk
         yield b"\n], " + tail_json[1:].encode() + b"\n"
 
-    writer.add_stream(MANIFEST_NAME, chunks(), compress=size <= _DEFLATE_MANIFEST_UP_TO, mtime=time.time())
+    writer.add_stream(
+        MANIFEST_NAME, chunks(), compress=size <= _DEFLATE_MANIFEST_UP_TO, mtime=time.time(), level=MANIFEST_LEVEL
+    )
 
 
 def _utc_now() -> str:

@@ -65,6 +65,9 @@ from jobs.zip.records import (
     _pack_central_var,
 )
 
+#: zlib's level for deflated entries (its own default); a caller may ask for another
+DEFLATE_LEVEL = 6
+
 
 @dataclass(frozen=True, slots=True)
 class EntryResult:
@@ -417,8 +420,10 @@ class ZipWriter:
         finally:
             os.close(fd)
 
-    def add_stream(self, arcname: str, chunks: Iterable[bytes], *, compress: bool, mtime: float) -> EntryResult:
-        """Add content of unknown length.
+    def add_stream(
+        self, arcname: str, chunks: Iterable[bytes], *, compress: bool, mtime: float, level: int = DEFLATE_LEVEL
+    ) -> EntryResult:
+        """Add content of unknown length (deflated at `level` when `compress`).
 
         Up to 1 MiB is gathered in memory and written like `add_bytes`; longer content is streamed
         behind a header without ZIP64 room, so it must stay under 4 GiB (`ValueError` otherwise;
@@ -432,8 +437,8 @@ class ZipWriter:
         for chunk in it:
             head += chunk
             if len(head) > _SMALL:
-                return self._stream(name, chain((head,), it), compress, mtime, False, None)
-        return self._put(name, head, compress, mtime)
+                return self._stream(name, chain((head,), it), compress, mtime, False, None, level)
+        return self._put(name, head, compress, mtime, level)
 
     def add_dir(self, arcname: str, *, mtime: float) -> None:
         if not self._usable:
@@ -556,12 +561,14 @@ class ZipWriter:
             self._write_out(self._buf)
             self._buf.clear()
 
-    def _put(self, name: bytes, data: bytes | bytearray, compress: bool, mtime: float) -> EntryResult:
+    def _put(
+        self, name: bytes, data: bytes | bytearray, compress: bool, mtime: float, level: int = DEFLATE_LEVEL
+    ) -> EntryResult:
         """Write a whole entry whose content is in memory: header first, no seeking back."""
         usize = len(data)
         crc = zlib.crc32(data)
         if compress:
-            co = zlib.compressobj(6, zlib.DEFLATED, -15)
+            co = zlib.compressobj(level, zlib.DEFLATED, -15)
             payload = co.compress(data) + co.flush()
             method = _DEFLATED
         else:
@@ -631,6 +638,7 @@ class ZipWriter:
         mtime: float,
         zip64: bool,
         on_chunk: Callable[[bytes], None] | None,
+        level: int = DEFLATE_LEVEL,
     ) -> EntryResult:
         """Write an entry of unknown length: header with blanks, data, then patch the header."""
         date, tim = self._dos(mtime)
@@ -650,7 +658,7 @@ class ZipWriter:
         crc = usize = csize = 0
         try:
             write(head)
-            co = zlib.compressobj(6, zlib.DEFLATED, -15) if compress else None
+            co = zlib.compressobj(level, zlib.DEFLATED, -15) if compress else None
             crc32 = zlib.crc32
             for chunk in chunks:
                 if not chunk:
