@@ -30,7 +30,7 @@ from jobs.backup.coins import COIN_FOLDERS, plain_single_units
 from jobs.models import JobCancelled, JobFailed
 from jobs.restore.archive_checks import REPORT_EVERY, Report
 from jobs.restore.checker import DAMAGED, DIGEST, MANIFEST, NAME, STRUCTURE, BackupCheck, Entry
-from jobs.restore.filebatch import FILE_FLAGS, FileBatch, FileError, write_all
+from jobs.restore.filebatch import FILE_FLAGS, FileBatch, FileError, set_times, write_all
 from jobs.restore.plan import MAX_REFUSAL_PROBLEMS, RestorePlan, refusal
 from jobs.restore.temp import removed_on_failure, sync_tree
 from jobs.zip.reader import ArchiveError, ZipReader
@@ -286,11 +286,7 @@ class _Writer:
                 self._write(fd, rel, chunk)
             if self.value_folder and is_bin:
                 self._count_value(base, None, fd)
-            if mtime is not None:
-                try:
-                    os.utime(fd, (mtime, mtime))
-                except OSError:
-                    pass  # best effort: the file system may not keep times
+            set_times(fd, mtime)
         finally:
             os.close(fd)
 

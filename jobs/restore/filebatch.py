@@ -39,7 +39,7 @@ class FileError(Exception):
 def write_files(dir_fd: int, items: list[Item]) -> FileError | None:
     """Create each file of `items` in the folder `dir_fd` (0600, new: an existing name fails) with
     its contents and times; the first failure is returned (the files before it stay), not raised."""
-    open_, utime, close = os.open, os.utime, os.close
+    open_, close = os.open, os.close
     for base, data, mtime, name in items:
         try:
             fd = open_(base, FILE_FLAGS, 0o600, dir_fd=dir_fd)
@@ -47,16 +47,22 @@ def write_files(dir_fd: int, items: list[Item]) -> FileError | None:
             return FileError(name, exc)
         try:
             write_all(fd, data)
-            if mtime is not None:
-                try:
-                    utime(fd, (mtime, mtime))
-                except OSError:
-                    pass  # best effort: the file system may not keep times
+            set_times(fd, mtime)
         except OSError as exc:
             return FileError(name, exc)
         finally:
             close(fd)
     return None
+
+
+def set_times(fd: int, mtime: float | None) -> None:
+    """Give the file `fd` the access and modification time `mtime` (None: leave them), best effort:
+    the file system may not keep times."""
+    if mtime is not None:
+        try:
+            os.utime(fd, (mtime, mtime))
+        except OSError:
+            pass
 
 
 def write_all(fd: int, data: bytes) -> None:
